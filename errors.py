@@ -1,0 +1,26 @@
+"""The one exception type for user mistakes.
+
+Every command-line entry point catches `UsageError`, prints its message as one line (prefixed with
+`error:`) and exits with status 2, without a traceback. Raise it for anything the user can fix: a bad
+flag, a missing file, inconsistent settings. Messages name the flag or file and say how to fix it.
+"""
+
+
+class UsageError(Exception):
+    """A mistake in the user's input; the message says which flag or file, and how to fix it."""
+
+
+def exit_on_usage_error(fn):
+    """Decorator for CLI `main()` functions: UsageError -> one line on stderr, exit code 2."""
+    import functools
+    import sys
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UsageError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper

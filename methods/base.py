@@ -1,0 +1,138 @@
+"""The narrow interface between the ONE training loop (`trainer/loop.py`) and a mixing method.
+
+Units: a *step* is one optimizer update. `step` arguments always count the updates already done, so
+step 0 is "before the first update" and `total_steps` is "after the last one".
+
+What the loop does at every step s (0 <= s < total_steps):
+
+1. if `method.wants_eval(s)`: evaluate per-group validation loss (using `method.eval_max_windows`
+   windows per group, or the run's `--max_eval_samples` when None) and call
+   `method.observe_eval(s, losses)`; `losses` is a float64 array ordered like `groups`.
+2. `mix = method.mixture(s)`; the sampler draws the batch for this step with `mix.weights`
+   (exact largest-remainder composition when `mix.exact` or `--sampling exact`).
+3. for each micro-batch: `loss = method.training_loss(model, batch, ctx)`; the loop scales it by the
+   micro-batch's share of the batch and calls backward. Then clip, optimizer step, schedule step.
+4. `method.after_step(s + 1, ctx)`.
+
+Methods never touch files or the model's internals; the trainer never knows which method it runs.
+A method's whole state is `state_dict()` (JSON-serializable), saved in every checkpoint, so that a
+run resumed from any step follows the identical trajectory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from errors import UsageError
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """The weights for one step's batch (shape (k,), on the simplex, ordered like the run's groups).
+
+    exact: the batch must follow the weights exactly (largest-remainder counts) even when the run
+    samples i.i.d. (`--sampling multinomial`), as Aioli's probes require.
+    """
+
+    weights: np.ndarray
+    exact: bool = False
+
+
+@dataclass
+class StepContext:
+    """What a method may use inside `training_loss` / `after_step`.
+
+    token_losses(model, batch) -> (losses, mask): per-token cross-entropy, shape (B, L-1) float32,
+        and the 0/1 float mask of the tokens that count (labels != -100); runs under the run's
+        autocast. `batch` is a dict with `input_ids` (B, L) int64, `labels` (B, L) int64 (-100 =
+        ignored), `group_ids` (B,) int64 (index into `groups`), on the run's device.
+    val_batch(n) -> batch: n validation windows drawn stratified over groups (DoGE's target), or None
+        when the run has no validation data.
+    services: named helpers the entry point provides to methods that need them (for example
+        "load_model": path -> a frozen model on the run's device, for DoReMi's reference model).
+    """
+
+    step: int
+    total_steps: int
+    groups: list
+    micro_batch_index: int = 0
+    num_micro_batches: int = 1
+    token_losses: Optional[Callable] = None
+    val_batch: Optional[Callable] = None
+    services: dict = field(default_factory=dict)
+
+
+def normalize_weights(values, k: int, what: str) -> np.ndarray:
+    """Validate and normalize a user-given mixture; `what` names the flag or file for the error."""
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.size != k:
+        raise UsageError(f"{what}: got {arr.size} values for {k} groups; give one value per group of --slice_list")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise UsageError(f"{what}: values must be finite and non-negative, got {arr.tolist()}")
+    total = arr.sum()
+    if total <= 0:
+        raise UsageError(f"{what}: values are all zero; give at least one positive value")
+    return arr / total
+
+
+def mean_token_loss(model, batch, ctx: StepContext):
+    """Mean cross-entropy over the tokens that count (the default training objective)."""
+    losses, mask = ctx.token_losses(model, batch)
+    return (losses * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+class MixingMethod:
+    """Base class: a static mixture given at construction. Subclasses override what they need.
+
+    Constructed as `cls(groups, args, total_steps)`, where `args` is the parsed command line (an
+    argparse Namespace; read only the flags the method owns) and `total_steps` the number of optimizer
+    updates of the run. Validate flags in `__init__` and raise `UsageError` with a fix.
+    """
+
+    name = "static"
+
+    def __init__(self, groups: list, args: Any, total_steps: int, initial_weights: Optional[np.ndarray] = None):
+        self.groups = list(groups)
+        self.k = len(self.groups)
+        self.args = args
+        self.total_steps = int(total_steps)
+        self.seed = int(getattr(args, "selection_seed", 0) or 0)
+        w = np.full(self.k, 1.0 / self.k) if initial_weights is None else np.asarray(initial_weights, float)
+        self.weights = w / w.sum()
+
+    # -- what the loop asks -------------------------------------------------------------------
+    def mixture(self, step: int) -> Mixture:
+        return Mixture(self.weights.copy())
+
+    def wants_eval(self, step: int) -> bool:
+        return False
+
+    #: windows per group for the evaluations the method asks for; None = the run's --max_eval_samples
+    eval_max_windows: Optional[int] = None
+
+    def observe_eval(self, step: int, losses: np.ndarray) -> None:
+        pass
+
+    def training_loss(self, model, batch, ctx: StepContext):
+        return mean_token_loss(model, batch, ctx)
+
+    def after_step(self, step: int, ctx: StepContext) -> None:
+        pass
+
+    # -- what the loop records ----------------------------------------------------------------
+    def log_values(self) -> dict:
+        """Extra scalars for this step's line in metrics.jsonl (JSON-serializable)."""
+        return {}
+
+    def artifacts(self) -> dict:
+        """{file name: JSON-serializable object} written into the run directory at checkpoints and at
+        the end (for example Aioli's A matrices per round, DoReMi's averaged weights)."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {"weights": self.weights.tolist()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weights = np.asarray(state["weights"], dtype=np.float64)
