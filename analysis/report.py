@@ -1,0 +1,214 @@
+"""A Markdown table in the style of the paper's Table 2, from many run directories, plus plots.
+
+    python -m analysis.report RUN_DIRS... --output report.md [--plots DIR] [--json FILE]
+
+Rows = methods, columns = settings (the set of groups a run trains on), cell = over seeds
+(`selection_seed`), mean ± sample standard deviation (ddof=1; a single seed shows the mean alone) of
+the average test perplexity (mean over groups of exp(test loss)). The stratified row is absolute, every
+other row is the difference of its mean from the stratified mean of that setting (negative = better),
+± its own standard deviation. The last column counts the settings where a method beats stratified.
+
+Row labels: config `custom_name` when present (final runs of DoReMi/DoGE/DML/grid search), else the
+method; a static run is 'stratified' when its mixture is uniform. Static non-uniform runs without a
+custom_name are a sweep: the 'grid search' row takes, per setting, the swept mixture (stratified runs
+count as the uniform grid point) with the lowest average validation loss (mean over its seeds) and
+reports its test perplexity. Children of dynamic
+sweeps and runs stopped at --break_steps (no test loss) are left out and counted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+import numpy as np
+
+from errors import UsageError, exit_on_usage_error
+
+from .common import jsonable, write_json
+from .runs import find_runs
+
+ORDER = ["stratified", "grid", "dml", "skillit", "doremi", "doge", "aioli"]
+
+
+def _setting(run):
+    return tuple(sorted(run.groups))
+
+
+def _row_rank(label):
+    low = label.lower().replace("-", "").replace(" ", "")
+    for i, key in enumerate(ORDER):
+        if low.startswith(key) or key in low:
+            return (i, label)
+    return (len(ORDER), label)
+
+
+def _stats(values):
+    v = np.asarray(values, float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else None, "n": int(v.size),
+            "values": v.tolist()}
+
+
+def collect(runs):
+    """{label: {setting: [runs]}}, setting labels, skipped counts. Grid search is resolved here."""
+    cells, setting_labels, skipped, sweeps = {}, {}, {}, {}
+    for run in runs:
+        reason = None
+        if run.parent:
+            reason = "children of dynamic sweeps"
+        elif run.average_test_perplexity() is None:
+            reason = f"runs without test results (status {run.status})"
+        if reason:
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
+        key = _setting(run)
+        setting_labels.setdefault(key, "/".join(run.groups))
+        label = run.label()
+        if label in ("static", "stratified"):
+            sweeps.setdefault(key, []).append(run)  # the uniform mixture is a grid point too
+        if label != "static":
+            cells.setdefault(label, {}).setdefault(key, []).append(run)
+    for key, sweep in sweeps.items():
+        if all(r.label() == "stratified" for r in sweep):
+            continue  # no sweep in this setting
+        by_mix = {}
+        for run in sweep:
+            mix = tuple(np.round([run.mixture()[run.groups.index(g)] for g in key], 6))
+            by_mix.setdefault(mix, []).append(run)
+        best = min(by_mix.values(), key=lambda rs: np.mean([_avg_val(r) for r in rs]))
+        cells.setdefault("grid search", {})[key] = best
+    return cells, setting_labels, skipped
+
+
+def _avg_val(run):
+    x = run.results.get("average_val_loss")
+    if x is None:
+        x = float(np.mean(list(run.losses("val").values())))
+    return float(x)
+
+
+def build_table(runs) -> dict:
+    cells, setting_labels, skipped = collect(runs)
+    if not cells:
+        raise UsageError("no run with test results among the run directories given")
+    settings = sorted(setting_labels, key=lambda s: (len(s), setting_labels[s]))
+    strat = {s: _stats([r.average_test_perplexity() for r in cells["stratified"][s]])
+             for s in settings if s in cells.get("stratified", {})}
+    rows = []
+    for label in sorted(cells, key=_row_rank):
+        row = {"method": label, "cells": {}, "better_than_stratified": None}
+        better, comparable = 0, 0
+        for s in settings:
+            if s not in cells[label]:
+                continue
+            runs_here = cells[label][s]
+            st = _stats([r.average_test_perplexity() for r in runs_here])
+            st["seeds"] = [r.seed for r in runs_here]
+            if label != "stratified" and s in strat:
+                st["delta"] = st["mean"] - strat[s]["mean"]
+                comparable += 1
+                better += st["delta"] < 0
+            if label == "grid search":
+                st["mixture"] = dict(zip(s, runs_here[0].mixture()[[runs_here[0].groups.index(g) for g in s]]))
+            row["cells"][setting_labels[s]] = st
+        if label != "stratified" and comparable:
+            row["better_than_stratified"] = better
+        rows.append(row)
+    return {"settings": [setting_labels[s] for s in settings], "rows": rows, "skipped": skipped,
+            "std": "sample standard deviation over seeds (ddof=1)"}
+
+
+def _cell(st, label):
+    if st is None:
+        return "–"
+    if label != "stratified" and "delta" in st:
+        text = f"{st['delta']:+.3f}"
+    else:
+        text = f"{st['mean']:.3f}" + ("" if label == "stratified" else " (abs.)")
+    if st["std"] is not None:
+        text += f" ± {st['std']:.3f}"
+    return text
+
+
+def render_markdown(table) -> str:
+    header = ["method"] + table["settings"] + ["better than stratified"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table["rows"]:
+        label = row["method"]
+        cells = [_cell(row["cells"].get(s), label) for s in table["settings"]]
+        better = "-" if row["better_than_stratified"] is None else str(row["better_than_stratified"])
+        lines.append("| " + " | ".join([label] + cells + [better]) + " |")
+    notes = ["", "Average test perplexity (mean over groups of exp(test loss)); stratified absolute, other rows "
+             "the difference from stratified (negative = better); ± sample std over seeds."]
+    if table["skipped"]:
+        notes.append("Left out: " + ", ".join(f"{n} {why}" for why, n in table["skipped"].items()) + ".")
+    return "\n".join(lines + notes) + "\n"
+
+
+def _safe(name):
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "run"
+
+
+def write_plots(runs, folder) -> list:
+    """Per run: weights trajectory, validation curves, A heatmaps (Aioli); per setting with a sweep of at
+    least 3 mixtures: the static law fitted to the sweep's validation losses against the observations."""
+    from . import plots
+    from .laws import fit_static
+    from .runs import static_runs
+    from .tables import table_from_runs
+
+    written, used = [], set()
+    for run in runs:
+        base = _safe(run.name)
+        while base in used:
+            base += "_"
+        used.add(base)
+        for kind, fn in (("weights", plots.plot_weights), ("val_loss", plots.plot_val_loss), ("A", plots.plot_A)):
+            path = fn(run, os.path.join(folder, f"{base}_{kind}.png"))
+            if path:
+                written.append(path)
+    sweeps = {}
+    for run in static_runs(runs, "val")[0]:
+        if not run.config.get("custom_name"):  # sweep points, the uniform one included
+            sweeps.setdefault(_setting(run), []).append(run)
+    for key, sweep in sweeps.items():
+        table = table_from_runs(sweep, "val")
+        if len(np.unique(np.round(table.X, 6), axis=0)) < 3:
+            continue
+        fits = fit_static(table, loo=False)
+        written.append(plots.plot_law_fit(table, fits, os.path.join(folder, f"law_fit_{_safe('_'.join(key))}.png"),
+                                          f"static law on the {'/'.join(key)} sweep (val loss)"))
+    return written
+
+
+def build_parser(prog="python -m analysis.report"):
+    p = argparse.ArgumentParser(prog=prog, description="Table-2 style Markdown report and plots from run directories")
+    p.add_argument("run_dirs", nargs="+", help="run directories, or directories holding them")
+    p.add_argument("--output", default="report.md", help="Markdown file to write (default: report.md)")
+    p.add_argument("--plots", default=None, help="folder for PNG plots (default: no plots)")
+    p.add_argument("--json", default=None, help="also write the table's numbers as JSON")
+    return p
+
+
+@exit_on_usage_error
+def main(argv=None, prog="python -m analysis.report"):
+    args = build_parser(prog).parse_args(argv)
+    runs = find_runs(args.run_dirs, "run directory")
+    table = build_table(runs)
+    text = render_markdown(table)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        f.write(text)
+    if args.json:
+        write_json(args.json, jsonable(table))
+    print(text, end="")
+    print(f"wrote {args.output} ({len(runs)} runs, {len(table['rows'])} methods, {len(table['settings'])} settings)")
+    if args.plots:
+        written = write_plots(runs, args.plots)
+        print(f"wrote {len(written)} plots to {args.plots}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

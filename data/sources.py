@@ -1,0 +1,251 @@
+"""Readers of the raw input layouts that `data.prepare` accepts; each yields (group, split, text) documents.
+
+Layouts (`detect_layout`):
+
+- "slimpajama": SlimPajama-627B as distributed: `train/`, `validation/`, `test/` folders (any depth, e.g.
+  `chunk1/`) of `*.jsonl.zst` (or `*.jsonl`) files. `validation/` -> the val split, `test/` -> test.
+- "jsonl": one `.jsonl` / `.jsonl.zst` file, or a directory searched recursively for them. The val and test
+  splits are carved out per document by a seeded hash of its text (`hash_split`): with
+  key = sha256(str(seed) + "\\0" + utf-8 text) and u = (first 8 bytes of key, big-endian) / 2**64 in [0, 1),
+  a document goes to val if u < val_fraction, else to test if u < val_fraction + test_fraction, else to
+  train. So the split does not depend on file order or file boundaries, and duplicate documents never
+  straddle splits.
+- "hf_disk": a `datasets.DatasetDict` saved with `save_to_disk`, with `train` and `test` splits. train = the
+  group's rows of `train` in order; val/test = the group's rows of `test` after `shuffle(seed=42)`, even
+  positions -> val and odd -> test (the paper's SlimPajama-6B recipe). Read through the memory-mapped
+  arrow files in batches, never copied or written to (no `filter`: it would write cache files there).
+- "shards": already prepared (a `meta.json` of format aioli-shards, or the paper's headerless
+  `<dir>/<group>/train.bin`); nothing to read.
+
+Records are `{"text": str, "meta": {"redpajama_set_name": "RedPajamaArXiv"}}`; the short group name
+(`"arxiv"`) is accepted as set name too. Lines that are not such a JSON object are malformed: counted and
+skipped, or fatal with `strict`. Records of an unknown set name are counted and skipped.
+"""
+import hashlib
+import io
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.groups import META2SUBSET, SUBSET2META
+from errors import UsageError
+
+SPLIT_DIRS = {"train": "train", "validation": "val", "test": "test"}
+HF_SHUFFLE_SEED = 42  # the paper's fixed seed for halving SlimPajama-6B's test split
+BATCH_ROWS = 1000  # rows per arrow read (hf_disk): bounds memory to about one batch of text
+
+
+def _natural_key(rel: str):
+    """Sort key that puts chunk2 before chunk10 (SlimPajama's file names)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", rel)]
+
+
+def _is_jsonl(path: Path) -> bool:
+    return path.name.endswith((".jsonl", ".jsonl.zst"))
+
+
+def _jsonl_under(root: Path) -> list[Path]:
+    found = [p for p in root.rglob("*") if p.is_file() and _is_jsonl(p)]
+    return sorted(found, key=lambda p: _natural_key(p.relative_to(root).as_posix()))
+
+
+def detect_layout(input_path) -> str:
+    """"slimpajama", "jsonl", "hf_disk" or "shards" (see the module docstring); UsageError if none fits."""
+    path = Path(input_path)
+    if not path.exists():
+        raise UsageError(f"--input {input_path} does not exist")
+    if path.is_file():
+        if _is_jsonl(path):
+            return "jsonl"
+        raise UsageError(f"--input {input_path}: a file must end in .jsonl or .jsonl.zst")
+    if (path / "meta.json").is_file() or any((sub / "train.bin").is_file() for sub in path.iterdir()
+                                              if sub.is_dir()):
+        return "shards"
+    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        return "hf_disk"
+    if (path / "train").is_dir() and any((path / d).is_dir() for d in ("validation", "test")) \
+            and _jsonl_under(path / "train"):
+        return "slimpajama"
+    if _jsonl_under(path):
+        return "jsonl"
+    raise UsageError(f"--input {input_path}: found no .jsonl/.jsonl.zst files, SlimPajama train/ validation/ "
+                     "test/ folders, or a dataset saved with save_to_disk")
+
+
+def input_files(layout: str, input_path) -> list[tuple[str, Path]]:
+    """(relative posix path, path) of every file the layout reads, in reading order (for the fingerprint)."""
+    root = Path(input_path)
+    if layout == "jsonl":
+        if root.is_file():
+            return [(root.name, root)]
+        return [(p.relative_to(root).as_posix(), p) for p in _jsonl_under(root)]
+    if layout == "slimpajama":
+        return [(p.relative_to(root).as_posix(), p) for d in SPLIT_DIRS if (root / d).is_dir()
+                for p in _jsonl_under(root / d)]
+    if layout == "hf_disk":  # every file of the saved dataset except caches that `datasets` ops may add
+        files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith("cache-")]
+        return sorted(((p.relative_to(root).as_posix(), p) for p in files), key=lambda t: t[0])
+    raise ValueError(f"no input files for layout {layout!r}")
+
+
+def hash_split(text_bytes: bytes, seed: int, val_fraction: float, test_fraction: float) -> str:
+    """"val", "test" or "train" for a document of the jsonl layout (formula in the module docstring)."""
+    key = hashlib.sha256(str(seed).encode() + b"\0" + text_bytes).digest()
+    u = int.from_bytes(key[:8], "big") / 2.0 ** 64
+    if u < val_fraction:
+        return "val"
+    return "test" if u < val_fraction + test_fraction else "train"
+
+
+@dataclass
+class ReadStats:
+    """What the readers skipped, and how far they got. progress/total are in bytes of input files."""
+    malformed: int = 0
+    first_malformed: str | None = None  # "file:line"
+    unknown_sets: Counter = field(default_factory=Counter)
+    progress: int = 0
+    total: int = 0
+
+
+def _clean_text(text: str) -> tuple[str, bytes]:
+    """(text, utf-8 bytes); lone surrogates (legal in JSON escapes) become U+FFFD so text can be encoded."""
+    try:
+        return text, text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "replace")
+        return raw.decode("utf-8"), raw
+
+
+def _group_of(record, stats: ReadStats):
+    """Short group name of a parsed record, or None (unknown set name, counted)."""
+    meta = record.get("meta")
+    name = meta.get("redpajama_set_name") if isinstance(meta, dict) else None
+    if isinstance(name, str) and name in META2SUBSET:
+        return META2SUBSET[name]
+    if isinstance(name, str) and name in SUBSET2META:
+        return name
+    stats.unknown_sets[str(name)] += 1
+    return None
+
+
+def _open_lines(path: Path):
+    """(binary line iterator, raw file handle) of a .jsonl or .jsonl.zst file; the handle's tell() is the
+    number of bytes of the file consumed so far (compressed bytes for .zst)."""
+    raw = open(path, "rb")
+    if path.name.endswith(".zst"):
+        import zstandard
+
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        return io.BufferedReader(reader, buffer_size=1 << 20), raw
+    return raw, raw
+
+
+def _iter_jsonl_file(path: Path, display: str, split, wanted, strict, stats, split_args):
+    """Documents of one file; `split` is fixed (slimpajama) or None (hash split with split_args)."""
+    lines, raw = _open_lines(path)
+    start = stats.progress
+    with raw:
+        for lineno, line in enumerate(lines, 1):
+            if lineno % 256 == 0:
+                stats.progress = start + raw.tell()
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                    raise ValueError('not a JSON object with a string "text" field')
+            except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                where = f"{display}:{lineno}"
+                if strict:
+                    raise UsageError(f"malformed JSON line at {where} ({str(err).splitlines()[0]}); fix or "
+                                     "remove it, or drop --strict to skip such lines") from None
+                stats.malformed += 1
+                stats.first_malformed = stats.first_malformed or where
+                continue
+            group = _group_of(record, stats)
+            if group is None or (wanted is not None and group not in wanted):
+                continue
+            text, raw_text = _clean_text(record["text"])
+            doc_split = split or hash_split(raw_text, *split_args)
+            yield group, doc_split, text, len(raw_text)
+        stats.progress = start + os.fstat(raw.fileno()).st_size
+
+
+def _iter_hf_disk(root: Path, wanted, stats):
+    import numpy as np
+
+    try:
+        import datasets
+    except ImportError:
+        raise UsageError(f"--input {root} is a saved Hugging Face dataset, which needs the `datasets` "
+                         "package: pip install datasets") from None
+    try:
+        dsd = datasets.load_from_disk(str(root))
+    except Exception as err:
+        raise UsageError(f"--input {root}: cannot load the saved dataset ({err})") from None
+    if not isinstance(dsd, datasets.DatasetDict) or not {"train", "test"} <= set(dsd):
+        found = sorted(dsd) if isinstance(dsd, datasets.DatasetDict) else "a single Dataset"
+        raise UsageError(f"--input {root}: need a DatasetDict with 'train' and 'test' splits (found "
+                         f"{found}); save one with DatasetDict(train=..., test=...).save_to_disk(...)")
+    for name, ds in dsd.items():
+        if name in ("train", "test") and not {"text", "meta"} <= set(ds.column_names):
+            raise UsageError(f"--input {root}: split {name!r} lacks a 'text' or 'meta' column "
+                             f"(has {ds.column_names})")
+    # Progress in rows, scaled to bytes of arrow data so the bar's unit (MB of input) stays meaningful.
+    total_rows = len(dsd["train"]) + 2 * len(dsd["test"])  # test is read twice: metas, then texts
+    bytes_per_row = stats.total / max(total_rows, 1)
+    rows_done = 0
+
+    def groups_of(metas):
+        return [_group_of({"meta": m}, stats) for m in metas]
+
+    train = dsd["train"].select_columns(["text", "meta"])
+    for batch in train.iter(batch_size=BATCH_ROWS):
+        for group, text in zip(groups_of(batch["meta"]), batch["text"]):
+            if group is not None and (wanted is None or group in wanted) and isinstance(text, str):
+                text, raw = _clean_text(text)
+                yield group, "train", text, len(raw)
+        rows_done += len(batch["text"])
+        stats.progress = int(rows_done * bytes_per_row)
+
+    # The group's test rows (indices only: small), permuted exactly as Dataset.shuffle(seed=42) would
+    # permute the filtered split, then halved by parity.
+    test = dsd["test"]
+    rows_by_group: dict[str, list[int]] = {}
+    start = 0
+    for batch in test.select_columns(["meta"]).iter(batch_size=BATCH_ROWS):
+        for offset, group in enumerate(groups_of(batch["meta"])):
+            if group is not None and (wanted is None or group in wanted):
+                rows_by_group.setdefault(group, []).append(start + offset)
+        start += len(batch["meta"])
+    rows_done += len(test)
+    test_texts = test.select_columns(["text"])
+    for group, rows in rows_by_group.items():
+        order = np.asarray(rows)[np.random.default_rng(HF_SHUFFLE_SEED).permutation(len(rows))]
+        for split, part in (("val", order[0::2]), ("test", order[1::2])):
+            for lo in range(0, len(part), BATCH_ROWS):
+                # keep_in_memory: an indices mapping on disk would be written into the input folder
+                texts = test_texts.select(part[lo:lo + BATCH_ROWS], keep_in_memory=True)["text"]
+                for text in texts:
+                    text, raw = _clean_text(text if isinstance(text, str) else "")
+                    yield group, split, text, len(raw)
+                rows_done += min(BATCH_ROWS, len(part) - lo)
+                stats.progress = int(rows_done * bytes_per_row)
+
+
+def iter_documents(layout, input_path, wanted, *, seed, val_fraction, test_fraction, strict, stats):
+    """Yield (group, split, text, utf-8 bytes of text) for every document of a wanted group (all known
+    groups when `wanted` is None), in a deterministic order. Skips are recorded in `stats`."""
+    root = Path(input_path)
+    files = input_files(layout, root)
+    stats.total = sum(p.stat().st_size for _, p in files)
+    if layout == "hf_disk":
+        yield from _iter_hf_disk(root, wanted, stats)
+        return
+    for rel, path in files:
+        split = SPLIT_DIRS[rel.split("/", 1)[0]] if layout == "slimpajama" else None
+        yield from _iter_jsonl_file(path, str(path), split, wanted, strict, stats,
+                                    (seed, val_fraction, test_fraction))

@@ -1,0 +1,67 @@
+"""Train a causal LM on a mixture of data groups chosen by a data-mixing method.
+
+    python main.py                      # demo: tiny model, embedded corpus, stratified mixture
+    python main.py --aioli              # the same with Aioli
+    python main.py --task_name slimpj --train_data_dir D --val_data_dir D --slice_list arxiv \
+        stackexchange --model EleutherAI/pythia-160m --checkpoint 0 --aioli ...   # the paper's lines
+
+parse -> validate -> build -> run -> write results. Every user mistake is one line and exit code 2.
+"""
+import os
+import sys
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from errors import exit_on_usage_error  # noqa: E402
+
+
+def print_table(results: dict):
+    groups = results["groups"]
+    has_test = "test_loss" in results
+    width = max(len(g) for g in groups + ["average"])
+    head = f"{'group':<{width}}  weight  val loss  val ppl" + ("  test loss  test ppl" if has_test else "")
+    print(head)
+    print("-" * len(head))
+    for g in groups:
+        row = f"{g:<{width}}  {results['final_weights'][g]:6.3f}  {results['val_loss'][g]:8.4f}  " \
+              f"{results['val_perplexity'][g]:7.2f}"
+        if has_test:
+            row += f"  {results['test_loss'][g]:9.4f}  {results['test_perplexity'][g]:8.2f}"
+        print(row)
+    avg = f"{'average':<{width}}  {'':6}  {results['average_val_loss']:8.4f}  {results['average_val_perplexity']:7.2f}"
+    if has_test:
+        avg += f"  {results['average_test_loss']:9.4f}  {results['average_test_perplexity']:8.2f}"
+    print(avg)
+
+
+@exit_on_usage_error
+def main(argv=None):
+    from trainer.config import resolve
+
+    args, _ = resolve(sys.argv[1:] if argv is None else argv)
+    from trainer.build import build, open_outputs
+    from trainer.outputs import write_json
+
+    trainer, run_dir, config = build(args)
+    if args.use_saved_model and os.path.isdir(os.path.join(run_dir, "model")):
+        from safetensors.torch import load_model
+
+        from trainer.outputs import MetricsLog
+
+        load_model(trainer.model, os.path.join(run_dir, "model", "model.safetensors"))
+        trainer.metrics = MetricsLog(run_dir)
+        results = trainer.finish(status="evaluated")
+    else:
+        open_outputs(trainer, run_dir, config, args)
+        results = trainer.run()
+        if args.save_model and results["status"] == "complete":
+            trainer.model.save_pretrained(os.path.join(run_dir, "model"))
+    write_json(os.path.join(run_dir, "results.json"), results)
+    if trainer.metrics is not None and trainer.metrics.wandb_run is not None:
+        trainer.metrics.wandb_run.finish()
+    print(f"\n{args.method} run {results['status']} at step {results['step']}: {run_dir}")
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()

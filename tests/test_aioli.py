@@ -1,0 +1,301 @@
+"""Aioli against a synthetic environment with a known linear dynamic law (no neural network).
+
+The driver imitates trainer/loop.py exactly: at step s, evaluate if asked, take the mixture, "train"
+(L <- L - A_true @ w, optionally plus a fixed per-step noise), then after_step(s + 1). Under this law
+lp_steps steps on q_j lower the losses by lp_steps * A_true @ q_j, so LearnParams must recover
+A_raw = lp_steps * A_true exactly.
+"""
+import json
+
+import numpy as np
+import pytest
+
+from errors import UsageError
+from methods.aioli import AioliMethod, estimate_A, exp_update, normalize_A, probe_mixture, probe_order
+from trainer.args import build_parser
+
+
+def make(argv, k=3, total=400):
+    args = build_parser().parse_args(["--aioli", *argv])
+    return AioliMethod([f"g{i}" for i in range(k)], args, total)
+
+
+def drive(m, A_true, L, start, stop, noise=None, traj=None):
+    """Run steps [start, stop) like the loop; returns the losses after step stop - 1."""
+    for s in range(start, stop):
+        if m.wants_eval(s):
+            m.observe_eval(s, L.copy())
+        mix = m.mixture(s)
+        if traj is not None:
+            traj.append((s, mix.weights.tolist(), mix.exact))
+        L = L - A_true @ mix.weights
+        if noise is not None:
+            L = L + noise[s]
+        m.after_step(s + 1, None)
+    return L
+
+
+def law(k, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 0.01, (k, k)) + np.diag(rng.uniform(0.02, 0.05, k))
+
+
+def run(argv, k=3, total=400, A_true=None, noise=None):
+    m = make(argv, k, total)
+    traj = []
+    drive(m, law(k) if A_true is None else A_true, np.full(k, 5.0), 0, total, noise, traj)
+    return m, traj
+
+
+@pytest.mark.parametrize("k,ohf", [(2, 0.625), (2, 0.75), (3, 0.625), (3, 0.5), (3, 0.75), (7, 0.625),
+                                   (7, 0.5), (7, 0.75), (3, 1.0)])
+def test_recovers_A_exactly(k, ohf):
+    lp_steps = 4
+    m, _ = run(["--eta", "0.5", "--update_steps", "80", "--lp_rounds", "2", "--lp_steps", str(lp_steps),
+                "--one_hot_factor", str(ohf)], k=k, total=240)
+    assert len(m.rounds) == 3
+    target = lp_steps * law(k)
+    for rec in m.rounds:
+        err = np.abs(np.array(rec["A_raw"]) - target).max() / np.abs(target).max()
+        assert err < 1e-6
+        assert sorted(rec["probe_order"]) == sorted(list(range(k)) * 2)
+
+
+def test_recovers_A_with_noise():
+    k, total = 3, 300
+    noise = np.random.default_rng(1).normal(0, 1e-4, (total, k))
+    m, _ = run(["--eta", "0.5", "--update_steps", "100", "--lp_rounds", "4", "--lp_steps", "4",
+                "--one_hot_factor", "0.625"], k=k, total=total, noise=noise)
+    target = 4 * law(k)
+    for rec in m.rounds:
+        assert np.abs(np.array(rec["A_raw"]) - target).max() < 0.05 * np.abs(target).max()
+
+
+@pytest.mark.parametrize("extra", [[], ["--aioli_normalize_A"], ["--aioli_normalize_A", "--ema", "0.1"]])
+def test_moves_toward_largest_column_sum(extra):
+    k = 3
+    A_true = np.array([[0.02, 0.0, 0.01], [0.0, 0.03, 0.02], [0.01, 0.0, 0.04]])  # colsums .03 .03 .07
+    m, _ = run(["--eta", "5", "--update_steps", "50", "--lp_rounds", "1", "--lp_steps", "4",
+                "--one_hot_factor", "0.75", *extra], k=k, total=400, A_true=A_true)
+    p2 = [r["weights"][2] for r in m.rounds]
+    assert p2[0] > 1 / 3
+    if "--ema" in extra:  # non-cumulative: a constant law gives a constant p after the first round
+        assert np.allclose(p2, p2[0])
+    else:  # cumulative: every round multiplies the same factor in again
+        assert all(b > a for a, b in zip(p2, p2[1:]))
+    assert int(np.argmax(m.weights)) == 2
+
+
+def test_normalize_and_exp_update_by_hand():
+    A = np.array([[1.0, -1.0], [2.0, 0.0]])
+    np.testing.assert_allclose(normalize_A(A), np.array([[2.0, 0.0], [3.0, 1.0]]) / 6.0)
+    np.testing.assert_allclose(normalize_A(np.array([[1.0, 3.0], [0.0, 0.0]])), [[0.25, 0.75], [0, 0]])
+    assert np.all(normalize_A(np.full((2, 2), -2.0)) == 0)  # constant matrix: zero sum is guarded
+    w = exp_update(np.array([0.2, 0.8]), np.array([1.0, 0.0]), 2.0)
+    np.testing.assert_allclose(w, np.array([0.2 * np.e**2, 0.8]) / (0.2 * np.e**2 + 0.8))
+    np.testing.assert_allclose(exp_update(np.array([0.0, 1.0]), np.array([9.0, 0.0]), 1.0), [0.0, 1.0])
+    W = np.array([[0.75, 0.25], [0.25, 0.75]])
+    A_true = np.array([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_allclose(estimate_A(A_true @ W.T, 0.75), A_true)
+    np.testing.assert_allclose(estimate_A(A_true @ W.T, 0.75, diagonal=True), np.diag(np.diag(A_true @ W) / 0.75))
+
+
+@pytest.mark.parametrize("ema", [None, "0.3"])
+def test_round_updates_by_hand(ema):
+    k, total, eta = 3, 400, 0.7
+    noise = np.random.default_rng(2).normal(0, 2e-3, (total, k))  # makes every round's A different
+    argv = ["--eta", str(eta), "--update_steps", "100", "--lp_rounds", "2", "--lp_steps", "3",
+            "--one_hot_factor", "0.6", "--aioli_normalize_A"] + ([] if ema is None else ["--ema", ema])
+    m, _ = run(argv, k=k, total=total, noise=noise)
+    p, abar = np.full(k, 1 / k), None
+    for rec in m.rounds:
+        A = normalize_A(np.array(rec["A_raw"]))
+        if ema is None:
+            p = p * np.exp(eta * A.sum(0))
+            used = A
+        else:
+            used = A if abar is None else (1 - float(ema)) * A + float(ema) * abar
+            abar = used
+            p = np.exp(eta * used.sum(0))  # non-cumulative: from the uniform base every round
+        p = p / p.sum()
+        np.testing.assert_allclose(rec["A"], used, rtol=1e-12)
+        np.testing.assert_allclose(rec["weights"], p, rtol=1e-12)
+    assert len({tuple(np.round(r["A_raw"][0], 9)) for r in m.rounds}) == len(m.rounds)
+
+
+@pytest.mark.parametrize("k,ohf", [(2, 0.625), (3, 0.5), (7, 0.75)])
+def test_probe_mixtures_exact(k, ohf):
+    lp_steps, lp_rounds = 2, 2
+    m, traj = run(["--eta", "1", "--update_steps", "60", "--lp_rounds", str(lp_rounds), "--lp_steps", str(lp_steps),
+                   "--one_hot_factor", str(ohf)], k=k, total=120)
+    delta = lp_rounds * lp_steps * k
+    for r0, r in ((0, 0), (60, 1)):
+        order = probe_order(0, r, k, lp_rounds)
+        assert order == m.rounds[r]["probe_order"]
+        for off in range(60):
+            s, w, exact = traj[r0 + off]
+            if off < delta:
+                q = probe_mixture(k, order[off // lp_steps], ohf)
+                assert exact and np.allclose(w, q) and abs(sum(w) - 1) < 1e-12
+                assert w[order[off // lp_steps]] == ohf
+            else:
+                assert not exact and np.allclose(w, m.rounds[r]["weights"])
+    assert probe_order(1, 0, k, lp_rounds) != probe_order(0, 0, k, lp_rounds) or k == 2
+
+
+def test_probe_batches_with_sampler():
+    """The realised probe batches for k=7, ohf 0.75, B=8: lp_steps full batches, every group within one
+    window of q*B (defect 4 of the paper's code: wrong focal share and fewer batches)."""
+    sampler = pytest.importorskip("data.sampler")
+    k, ohf, B, lp_steps, L = 7, 0.75, 8, 10, 16
+    sources = {f"g{g}": np.full(400 * L, g, dtype=np.uint16) for g in range(k)}  # token id = group
+    s = sampler.MixtureSampler(sources, L, B, 0, sampling="multinomial")  # exact=True must still hold
+    for j in probe_order(0, 0, k, 2):
+        q = probe_mixture(k, j, ohf)
+        s.set_weights(q)
+        for _ in range(lp_steps):
+            windows, gids = s.next_batch(exact=True)
+            counts = np.bincount(gids, minlength=k)
+            assert windows.shape == (B, L) and len(gids) == B
+            assert np.all(np.abs(counts - q * B) < 1.0) and counts[j] == 6
+            assert np.all(windows[:, 0] == gids)
+
+
+def _resume_case(argv, k, total, cut, noise):
+    A_true = law(k)
+    full = make(argv, k, total)
+    full_traj = []
+    drive(full, A_true, np.full(k, 5.0), 0, total, noise, full_traj)
+    first = make(argv, k, total)
+    traj = []
+    L = drive(first, A_true, np.full(k, 5.0), 0, cut, noise, traj)
+    state = json.loads(json.dumps(first.state_dict(), allow_nan=False))
+    second = make(argv, k, total)
+    second.load_state_dict(state)
+    drive(second, A_true, L, cut, total, noise, traj)
+    assert traj == full_traj
+    assert json.dumps(second.artifacts()) == json.dumps(full.artifacts())
+
+
+@pytest.mark.parametrize("cut", [0, 1, 29, 30, 31, 35, 53, 54, 55, 90, 97, 101, 113, 114, 115, 150, 163, 270, 294, 299])
+def test_resume_anywhere(cut):
+    # prior [0, 30); rounds start at 30, 90, 150, 210, 270 (the last is 30 steps: still > delta = 24);
+    # probes fill [r0, r0 + 24) and p is updated at r0 + 24. 35, 97, 101 are inside probes.
+    total = 300
+    noise = np.random.default_rng(3).normal(0, 1e-3, (total, 3))
+    argv = ["--eta", "0.5", "--update_steps", "60", "--lp_rounds", "2", "--lp_steps", "4", "--one_hot_factor", "0.6",
+            "--aioli_normalize_A", "--ema", "0.2", "--aioli_prior", "1", "2", "3", "--prior_steps", "30"]
+    _resume_case(argv, 3, total, cut, noise)
+
+
+def test_prior_steps_zero_equals_no_prior():
+    argv = ["--eta", "0.5", "--update_steps", "60", "--lp_steps", "4", "--one_hot_factor", "0.6"]
+    a, ta = run(argv, total=240)
+    b, tb = run(argv + ["--aioli_prior", "1", "1", "1", "--prior_steps", "0"], total=240)
+    assert ta == tb and len(a.rounds) == len(b.rounds) == 4
+    assert a.rounds == b.rounds
+
+
+def test_prior_is_carried():
+    eta = 0.5
+    m, traj = run(["--eta", str(eta), "--update_steps", "60", "--lp_steps", "4", "--one_hot_factor", "0.6",
+                   "--aioli_prior", "1", "2", "7", "--prior_steps", "50"], total=230)
+    prior = np.array([0.1, 0.2, 0.7])
+    assert all(np.allclose(w, prior) and not exact for s, w, exact in traj[:50])
+    assert not any(m.wants_eval(s) for s in range(50)) and m.wants_eval(50)
+    first = m.rounds[0]
+    assert first["step"] == 50 + 12
+    expected = prior * np.exp(eta * np.array(first["A"]).sum(0))
+    np.testing.assert_allclose(first["weights"], expected / expected.sum(), rtol=1e-12)
+    assert m.artifacts()["aioli.json"]["initial_weights"] == pytest.approx(prior.tolist())
+
+
+@pytest.mark.parametrize("lp_steps,rounds_done", [(8, 3), (20, 2)])
+def test_short_last_round(lp_steps, rounds_done):
+    # rest of the run = 250 steps: rounds at 0, 100, 200; the last has 50 steps
+    m, traj = run(["--eta", "0.5", "--update_steps", "100", "--lp_steps", str(lp_steps), "--one_hot_factor", "0.6"],
+                  total=250)
+    assert [r["step"] for r in m.rounds] == [100 * r + 3 * lp_steps for r in range(rounds_done)]
+    if rounds_done == 2:  # delta = 60 >= 50: the last round only trains on p
+        assert not m.wants_eval(200)
+        assert all(not exact and np.allclose(w, m.rounds[1]["weights"]) for s, w, exact in traj[200:])
+    assert len(traj) == 250
+
+
+def test_static_keeps_p_fixed():
+    m, traj = run(["--eta", "1", "--aioli_static", "--lp_rounds", "2", "--lp_steps", "3", "--one_hot_factor", "0.6"],
+                  total=200)
+    assert len(m.rounds) == 1 and m.rounds[0]["step"] == 18
+    assert not any(m.wants_eval(s) for s in range(19, 200))
+    assert all(w == m.rounds[0]["weights"] and not exact for s, w, exact in traj[18:])
+    assert not np.allclose(m.weights, 1 / 3)
+
+
+def test_diagonal_variant():
+    k, lp = 3, 4
+    A_diag = np.diag([0.02, 0.05, 0.03])
+    m, _ = run(["--eta", "1", "--update_steps", "60", "--lp_steps", str(lp), "--one_hot_factor", "0.6",
+                "--aioli_diagonal"], k=k, total=120, A_true=A_diag)
+    np.testing.assert_allclose(m.rounds[0]["A_raw"], lp * A_diag, rtol=1e-9)
+    m, _ = run(["--eta", "1", "--update_steps", "60", "--lp_steps", str(lp), "--one_hot_factor", "0.6",
+                "--aioli_diagonal"], k=k, total=120)
+    D = np.array(m.rounds[0]["D"])
+    np.testing.assert_allclose(m.rounds[0]["A_raw"], np.diag(np.diag(D) / 0.6), rtol=1e-12)
+    m, _ = run(["--eta", "1", "--update_steps", "60", "--lp_steps", str(lp), "--one_hot_factor", "1",
+                "--aioli_diagonal"], k=k, total=120)  # ohf 1 is accepted: D_ii is the self-effect
+    np.testing.assert_allclose(m.rounds[0]["A_raw"], lp * np.diag(np.diag(law(k))), rtol=1e-9)
+
+
+def test_skillit_initialisation(tmp_path):
+    from methods.skillit import skillit_weights
+
+    G = [[0.5, 0.1, 0.1], [0.1, 0.2, 0.1], [0.1, 0.1, 0.3]]
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps({"groups": ["g0", "g1", "g2"], "graph": G,
+                                "orientation": "rows = trained group, columns = evaluated group"}))
+    m, traj = run(["--eta", "0.5", "--update_steps", "60", "--lp_steps", "4", "--one_hot_factor", "0.6",
+                   "--graph_path", str(path), "--prior_steps", "60", "--skillit_eta", "0.2",
+                   "--skillit_update_steps", "20"], total=240)
+    np.testing.assert_allclose(traj[0][1], skillit_weights(np.array(G), np.ones(3), 0.2))
+    ups = m.artifacts()["aioli.json"]["skillit_init"]["updates"]
+    assert [u["step"] for u in ups] == [0, 20, 40]
+    assert np.allclose(traj[59][1], ups[-1]["weights"])
+    first = m.rounds[0]
+    expected = np.array(ups[-1]["weights"]) * np.exp(0.5 * np.array(first["A"]).sum(0))
+    np.testing.assert_allclose(first["weights"], expected / expected.sum(), rtol=1e-12)
+    _resume_case(["--eta", "0.5", "--update_steps", "60", "--lp_steps", "4", "--one_hot_factor", "0.6",
+                  "--graph_path", str(path), "--prior_steps", "60", "--skillit_eta", "0.2",
+                  "--skillit_update_steps", "20"], 3, 240, 35, None)
+
+
+BASE = ["--eta", "1", "--update_steps", "100", "--lp_steps", "4", "--one_hot_factor", "0.6"]
+
+
+@pytest.mark.parametrize("argv,k,total,flag", [
+    (["--update_steps", "100"], 3, 400, "--eta"),
+    (["--eta", "1"], 3, 400, "--update_steps"),
+    (BASE[:-1] + ["0.3"], 3, 400, "--one_hot_factor"),
+    (BASE[:-1] + ["1.2"], 3, 400, "--one_hot_factor"),
+    (BASE[:-1] + ["0.5"], 2, 400, "--one_hot_factor"),
+    (BASE + ["--aioli_prior", "1", "2", "--prior_steps", "10"], 3, 400, "--aioli_prior"),
+    (BASE + ["--aioli_prior", "1", "2", "3"], 3, 400, "--prior_steps"),
+    (BASE + ["--prior_steps", "400"], 3, 400, "--prior_steps"),
+    (BASE + ["--prior_steps", "-1"], 3, 400, "--prior_steps"),
+    (BASE + ["--ema", "1"], 3, 400, "--ema"),
+    (BASE + ["--ema", "-0.1"], 3, 400, "--ema"),
+    (BASE + ["--lp_rounds", "9"], 3, 400, "--update_steps"),  # 9 * 4 * 3 = 108 >= 100
+    (BASE + ["--lp_rounds", "8"], 3, 90, "--max_steps"),  # 96 < 100, but the run has 90 steps
+    (BASE, 1, 400, "--slice_list"),
+    (BASE + ["--graph_path", "x.json"], 3, 400, "--prior_steps"),
+    (BASE + ["--aioli_static", "--lp_rounds", "20"], 3, 200, "--max_steps"),
+])
+def test_refusals(argv, k, total, flag):
+    with pytest.raises(UsageError, match=flag):
+        make(argv, k, total)
+
+
+def test_probes_longer_than_round_message_has_numbers():
+    with pytest.raises(UsageError) as err:
+        make(BASE + ["--lp_rounds", "9"], 3, 400)
+    msg = str(err.value)
+    assert "--lp_rounds 9" in msg and "--lp_steps 4" in msg and "108" in msg and "--update_steps 100" in msg

@@ -1,0 +1,164 @@
+"""Unit tests of the trainer's pieces: schedules, optimizer groups, models, checkpoints, outputs."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from errors import UsageError
+from trainer import checkpoint as ckpt
+from trainer.build import load_proportions_file
+from trainer.models import build_model, bundled_config
+from trainer.optim import build_optimizer, build_scheduler, linear_warmup_cosine
+from trainer.outputs import MetricsLog, resolve_run_dir, run_base_name
+
+
+def tiny_model(vocab=300):
+    torch.manual_seed(0)
+    return build_model("tiny", 0, data_vocab_size=vocab, context_length=32, attn_implementation="sdpa",
+                       dtype=torch.float32)
+
+
+def test_paper_schedule_values():
+    # paper-repo.md 4.1: lr(0) = 1e-7, lr(500) = 5e-4, lr(2750) = 3e-4, lr(5000) = 1e-4, held after
+    f = lambda s: linear_warmup_cosine(s, 5e-4, 1e-4, 500, 5000)  # noqa: E731
+    assert f(0) == pytest.approx(1e-7)
+    assert f(500) == pytest.approx(5e-4)
+    assert f(2750) == pytest.approx(3e-4)
+    assert f(5000) == pytest.approx(1e-4)
+    assert f(6000) == pytest.approx(1e-4)
+
+
+def test_scheduler_drives_optimizer_lr():
+    model = tiny_model()
+    opt = build_optimizer(model, 5e-4)
+    sched = build_scheduler(opt, "linear_warmup_cosine", peak=5e-4, warmup=10, total=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(1e-7)
+    assert lrs[10] == pytest.approx(5e-4)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)
+    sched2 = build_scheduler(build_optimizer(model, 1e-3), "cosine", peak=1e-3, warmup=0, total=10, end_lr=0.0)
+    assert sched2.get_last_lr()[0] == pytest.approx(1e-3)
+    build_scheduler(build_optimizer(model, 1e-3), "linear", peak=1e-3, warmup=2, total=10)
+    with pytest.raises(UsageError, match="--lr_scheduler"):
+        build_scheduler(opt, "no_such_schedule", peak=1e-3, warmup=0, total=10)
+
+
+def test_weight_decay_skips_biases_and_norms():
+    model = tiny_model()
+    opt = build_optimizer(model, 1e-3)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"])
+    assert all(p.ndim == 1 for p in no_decay["params"])
+    assert opt.defaults["eps"] == 1e-8
+
+
+def test_bundled_configs_and_vocab_check():
+    cfg = bundled_config("EleutherAI/pythia-160m")
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.vocab_size) == (768, 12, 12, 50304)
+    assert bundled_config("pythia-410m-deduped").num_hidden_layers == 24
+    assert bundled_config("tiny", 4000).vocab_size == 4032  # rounded up to a multiple of 64
+    with pytest.raises(UsageError, match="larger than the model"):
+        build_model("EleutherAI/pythia-14m", 0, data_vocab_size=60000, context_length=64,
+                    attn_implementation="sdpa", dtype=torch.float32)
+    with pytest.raises(UsageError, match="pretrained weights"):
+        build_model("EleutherAI/pythia-14m", 1000, data_vocab_size=100, context_length=64,
+                    attn_implementation="sdpa", dtype=torch.float32)
+
+
+def test_pretrained_from_local_path(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "m")
+    loaded = build_model(str(tmp_path / "m"), None, data_vocab_size=300, context_length=32,
+                         attn_implementation="sdpa", dtype=torch.float32)
+    for a, b in zip(model.parameters(), loaded.parameters()):
+        assert torch.equal(a, b)
+
+
+def _state(model):
+    opt = build_optimizer(model, 1e-3)
+    sched = build_scheduler(opt, "cosine", peak=1e-3, warmup=0, total=10)
+    x = torch.randint(0, 300, (2, 16))
+    model(input_ids=x, labels=x).loss.backward()
+    opt.step()
+    sched.step()
+    return opt, sched
+
+
+def test_checkpoint_roundtrip_keep_and_corruption(tmp_path):
+    model = tiny_model()
+    opt, sched = _state(model)
+    root = tmp_path / "checkpoints"
+    for step in (1, 2, 3):
+        ckpt.save_checkpoint(str(root), step, model, opt, sched, {"tokens": step, "sampler": {"a": step}}, keep=2)
+    names = sorted(os.listdir(root))
+    assert names == ["step_00000002", "step_00000003"]
+    # truncate the newest model file: detected, and the previous checkpoint is used
+    newest = root / "step_00000003" / "model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="incomplete or corrupt"):
+        latest = ckpt.latest_valid_checkpoint(str(root))
+    assert latest.endswith("step_00000002")
+    other = tiny_model(300)
+    torch.nn.init.zeros_(other.get_input_embeddings().weight)
+    opt2, sched2 = _state(other)
+    state = ckpt.load_checkpoint(latest, other, opt2, sched2)
+    assert state["step"] == 2 and state["sampler"] == {"a": 2}
+    for a, b in zip(model.parameters(), other.parameters()):
+        assert torch.equal(a, b)
+    # a leftover temporary directory (a crash mid-write) is never taken for a checkpoint
+    (root / ".tmp_step_00000009_1").mkdir()
+    with pytest.warns(UserWarning):
+        assert ckpt.latest_valid_checkpoint(str(root)).endswith("step_00000002")
+
+
+def test_proportions_file_forms(tmp_path):
+    groups = ["arxiv", "book"]
+    cases = {"list.json": [1, 3], "dict.json": {"book": 3, "arxiv": 1},
+             "learned.json": {"average_weights": {"arxiv": 0.25, "book": 0.75}}}
+    for name, obj in cases.items():
+        (tmp_path / name).write_text(json.dumps(obj))
+        assert np.allclose(load_proportions_file(str(tmp_path / name), groups), [0.25, 0.75])
+    (tmp_path / "bad.json").write_text("{not json")
+    for path, match in ((tmp_path / "bad.json", "not valid JSON"), (tmp_path / "none.json", "cannot read")):
+        with pytest.raises(UsageError, match=match):
+            load_proportions_file(str(path), groups)
+    (tmp_path / "short.json").write_text(json.dumps({"arxiv": 1}))
+    with pytest.raises(UsageError, match="no weight for group"):
+        load_proportions_file(str(tmp_path / "short.json"), groups)
+    (tmp_path / "zero.json").write_text(json.dumps([0, 0]))
+    with pytest.raises(UsageError, match="all zero"):
+        load_proportions_file(str(tmp_path / "zero.json"), groups)
+
+
+def test_run_names_unique_and_resumable(tmp_path):
+    config = {"task_name": "slimpj", "method": "aioli", "groups": ["arxiv", "book"], "selection_seed": 0, "lr": 1e-3}
+    base = run_base_name(config)
+    assert base.startswith("slimpj-aioli-arxiv+book-seed0-")
+    first = resolve_run_dir(str(tmp_path), config, None, resume=False)
+    os.makedirs(first)
+    (tmp_path / os.path.basename(first) / "config.json").write_text("{}")
+    second = resolve_run_dir(str(tmp_path), config, None, resume=False)
+    assert second == first + "-2"
+    assert resolve_run_dir(str(tmp_path), config, None, resume=True) == first
+    assert run_base_name(dict(config, lr=2e-3)) != base
+    with pytest.raises(UsageError, match="--resume"):
+        resolve_run_dir(str(tmp_path), dict(config, lr=5.0), None, resume=True)
+
+
+def test_metrics_truncation_drops_torn_and_later_lines(tmp_path):
+    log = MetricsLog(str(tmp_path))
+    for step in (10, 20, 30):
+        log.write({"step": step, "train_loss": math.nan if step == 30 else 1.0})
+    with open(log.path, "a") as fh:
+        fh.write('{"step": 4')  # torn line of a killed process
+    log.truncate_after(20)
+    lines = [json.loads(x) for x in open(log.path)]
+    assert [x["step"] for x in lines] == [10, 20]

@@ -1,0 +1,145 @@
+"""The command line of `main.py`: every flag of the paper's parser (same names, types, defaults and
+meanings; see reference/paper-repo.md section 2.3) minus its defects, plus what a user expects.
+
+Flags are grouped by concern. Validation that needs more than argparse lives in `trainer/config.py`.
+"""
+import argparse
+
+METHOD_FLAGS = ("aioli", "skillit", "doremi", "doge")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="main.py",
+        description="Train a causal LM on a mixture of data groups chosen by a data-mixing method "
+        "(stratified, static proportions, Aioli, Skill-it, DoReMi, DoGE). With no data flags it "
+        "trains a tiny model on the embedded demo corpus.",
+        allow_abbrev=True,  # the paper's scripts pass --model for --model_name
+    )
+    data = p.add_argument_group("data")
+    data.add_argument("--task_name", type=str, default="slimpj", choices=["slimpj", "instruction"],
+                      help="slimpj: token shards of text groups; instruction: Natural Instructions tasks")
+    data.add_argument("--train_data_dir", type=str, default=None,
+                      help="prepared shards (meta.json or the paper's <group>/train.bin layout) or raw "
+                      "data (SlimPajama jsonl.zst tree, .jsonl files, a saved HF dataset), prepared once "
+                      "into a cache. Default: the embedded demo corpus")
+    data.add_argument("--val_data_dir", type=str, nargs="+", default=None,
+                      help="where <group>/val.bin and test.bin live (default: --train_data_dir); only "
+                      "the first value is used, as in the paper")
+    data.add_argument("--slice_list", type=str, nargs="+", default=None,
+                      help="groups to mix (default: every group of the data, in its order)")
+    data.add_argument("--tokenizer", type=str, default=None,
+                      help="tokenizer name or path used when raw data must be prepared (default: the "
+                      "model's own; the bundled demo tokenizer for the tiny configs)")
+    data.add_argument("--context_length", type=int, default=None,
+                      help="tokens per training window (paper scripts: 2048; default 1024, or 256 for the demo)")
+    data.add_argument("--sampling", choices=["exact", "multinomial"], default="exact",
+                      help="batch composition: exact largest-remainder counts (default) or i.i.d. "
+                      "multinomial draws as in the paper's code")
+    data.add_argument("--max_eval_samples", type=int, default=None,
+                      help="evaluate on the first N windows of each group's val/test split (default: all)")
+    data.add_argument("--num_proc", type=int, default=None, help="processes for data preparation")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--model_name", "--model", dest="model_name", type=str, default=None,
+                       help="HF model id or local path, or a bundled config: tiny, mini, "
+                       "EleutherAI/pythia-{14m,31m,70m,160m,410m} (default: EleutherAI/pythia-160m, "
+                       "or tiny for the demo)")
+    model.add_argument("--checkpoint", type=int, default=None,
+                       help="0: fresh model from the config (from scratch); N: Pythia revision stepN; "
+                       "omitted: pretrained weights from a local path or the HF cache")
+    model.add_argument("--use_flash_attention", action="store_true",
+                       help="FlashAttention-2 when importable on CUDA, else SDPA (one warning); implies "
+                       "bf16 precision unless --precision is given")
+    model.add_argument("--precision", choices=["fp32", "bf16-autocast", "bf16-pure"], default=None,
+                       help="fp32 (CPU default), bf16-autocast with fp32 master weights (GPU default with "
+                       "--use_flash_attention), or bf16-pure weights as in the paper")
+
+    train = p.add_argument_group("training")
+    train.add_argument("--selection_seed", type=int, default=0, help="seed of everything in the run")
+    train.add_argument("--max_steps", type=int, default=-1, help="optimizer updates (required, or the demo's default)")
+    train.add_argument("--n_epochs", type=int, default=1, help="multiplies the total steps (as in the paper)")
+    train.add_argument("--batch_size", type=int, default=None, help="sequences per optimizer update (default 4; demo 8)")
+    train.add_argument("--gradient_accumulation_steps", type=int, default=1,
+                       help="micro-batches per update; the batch is split, the update is the same")
+    train.add_argument("--eval_batch_size", type=int, default=None, help="default: --batch_size")
+    train.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
+    train.add_argument("--lr_scheduler", type=str, default="linear",
+                       help="linear_warmup_cosine (the paper's), cosine, or any transformers scheduler name")
+    train.add_argument("--warmup_steps", type=int, default=50)
+    train.add_argument("--end_lr", type=float, default=None,
+                       help="final lr of the cosine schedules (default: 1e-4 for linear_warmup_cosine, "
+                       "the paper's effective value; 0 for cosine)")
+    train.add_argument("--num_ckpts", type=int, default=1,
+                       help="evaluate val every max_steps/num_ckpts steps (and at steps 0 and the end)")
+    train.add_argument("--num_threads", type=int, default=None, help="torch CPU threads")
+    train.add_argument("--device", type=str, default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+    mix = p.add_argument_group("mixture")
+    mix.add_argument("--method", type=str, default=None,
+                     help="static, aioli, skillit, doremi, doge (same as the boolean flags)")
+    mix.add_argument("--sample_rule", type=str, default=None, choices=["stratified", "mixture"],
+                     help="stratified (uniform) or mixture (--proportions / --proportions_file)")
+    mix.add_argument("--k", type=int, default=None, help="number of groups (checked against --slice_list)")
+    mix.add_argument("--proportions", type=float, nargs="+", default=None, help="static mixture, normalized")
+    mix.add_argument("--proportions_file", type=str, default=None,
+                     help="JSON mixture: a list, {group: weight}, or any learned-weights file of this project")
+    for flag in METHOD_FLAGS:
+        mix.add_argument(f"--{flag}", action="store_true", help=f"same as --method {flag}")
+    mix.add_argument("--update_steps", type=int, default=None, help="round length in steps (Aioli, Skill-it)")
+    mix.add_argument("--eta", type=float, default=None, help="exponentiated-gradient step size (Aioli, Skill-it)")
+
+    aioli = p.add_argument_group("Aioli")
+    aioli.add_argument("--lp_rounds", type=int, default=1, help="random orders of the k probes per LearnParams")
+    aioli.add_argument("--lp_steps", type=int, default=5, help="training steps per probe mixture")
+    aioli.add_argument("--one_hot_factor", type=float, default=1.0,
+                       help="focal group's share in a probe mixture; the others split the rest evenly")
+    aioli.add_argument("--aioli_normalize_A", action="store_true",
+                       help="shift A by its minimum when negative, then divide by its sum")
+    aioli.add_argument("--ema", type=float, default=None, help="EMA weight on the history of A")
+    aioli.add_argument("--aioli_diagonal", action="store_true", help="keep only A_ii = D_ii / one_hot_factor")
+    aioli.add_argument("--aioli_static", action="store_true",
+                       help="one LearnParams at the start, then a fixed mixture (the paper's 'Aioli static')")
+    aioli.add_argument("--aioli_prior", type=float, nargs="+", default=None,
+                       help="restricted setting: static mixture for the first --prior_steps steps")
+    aioli.add_argument("--prior_steps", type=int, default=None, help="length of the prior phase in steps")
+    aioli.add_argument("--lp_eval_samples", type=int, default=None,
+                       help="windows per group in the probe evaluations (default: all, as in the paper)")
+    aioli.add_argument("--skillit_eta", type=float, default=None, help="eta of the Skill-it initialisation")
+    aioli.add_argument("--skillit_update_steps", type=int, default=None, help="round length of the Skill-it initialisation")
+
+    skill = p.add_argument_group("Skill-it")
+    skill.add_argument("--skillit_window", type=int, default=3, help="recent val-loss vectors summed per update")
+    skill.add_argument("--graph_path", type=str, default=None, help="skills graph (.json or .npy)")
+
+    dro = p.add_argument_group("DoReMi / DoGE")
+    dro.add_argument("--doremi_reference_model_path", type=str, default=None,
+                     help="reference model: a run directory saved with --save_model, or its model/ folder")
+    dro.add_argument("--doremi_mu", type=float, default=1.0, help="DoReMi step size")
+    dro.add_argument("--doge_mu", type=float, default=0.01, help="DoGE temperature")
+    dro.add_argument("--doge_val_batch_size", type=int, default=None, help="validation windows per DoGE step")
+    dro.add_argument("--doge_break_step_average", type=int, default=5,
+                     help="steps before --break_steps whose full matrices are recorded (analysis)")
+
+    run = p.add_argument_group("outputs, checkpoints and resume")
+    run.add_argument("--output_dir", type=str, default="./output/")
+    run.add_argument("--run_name", type=str, default=None, help="default: a readable name from the config")
+    run.add_argument("--custom_name", type=str, default=None, help="suffix of the run name (paper)")
+    run.add_argument("--resume", action="store_true", help="continue the run from its latest checkpoint")
+    run.add_argument("--checkpoint_every", type=int, default=None,
+                     help="steps between checkpoints (default: every evaluation)")
+    run.add_argument("--keep_checkpoints", type=int, default=2, help="checkpoints kept on disk")
+    run.add_argument("--save_model", action="store_true", help="save the final model to <run>/model/")
+    run.add_argument("--use_saved_model", action="store_true",
+                     help="if <run>/model/ exists, skip training and evaluate it")
+    run.add_argument("--break_steps", type=int, default=None,
+                     help="at this step: evaluate val, save the full state, stop (parent of a dynamic sweep)")
+    run.add_argument("--resume_model_path", type=str, default=None,
+                     help="start from a parent's --break_steps state (run dir or checkpoint dir) with this run's mixture")
+    run.add_argument("--remaining_steps", type=int, default=None, help="steps to train after --resume_model_path")
+    run.add_argument("--log_every", type=int, default=10, help="steps between metrics.jsonl lines")
+    run.add_argument("--wandb_project", type=str, default=None, help="log to wandb (off unless given)")
+    run.add_argument("--wandb_entity", type=str, default=None)
+    run.add_argument("--wandb_mode", choices=["online", "offline", "disabled"], default=None)
+    run.add_argument("--no_progress", action="store_true", help="no tqdm progress bar")
+    return p

@@ -1,0 +1,102 @@
+"""Resolve and validate the command line before anything is built.
+
+Defaults that depend on the situation (the demo, the device, the method) are filled in here, only
+for flags the user did not give; every inconsistency is a UsageError naming the flag and the fix.
+"""
+import argparse
+
+from errors import UsageError
+from trainer.args import METHOD_FLAGS, build_parser
+
+# Used when no data flag is given: the embedded demo corpus and a tiny CPU model, sized so that
+# `python main.py` and `python main.py --aioli` finish in a few minutes on a laptop CPU.
+DEMO_DEFAULTS = dict(
+    model_name="tiny", checkpoint=0, context_length=256, batch_size=8, eval_batch_size=16, max_steps=300,
+    lr=2e-3, lr_scheduler="linear_warmup_cosine", warmup_steps=30, end_lr=2e-4, num_ckpts=5,
+    max_eval_samples=32,
+)
+DEMO_METHOD_DEFAULTS = {
+    "aioli": dict(update_steps=100, eta=0.5, lp_rounds=1, lp_steps=4, one_hot_factor=0.6,
+                  aioli_normalize_A=True, lp_eval_samples=8),
+    "skillit": dict(update_steps=100, eta=0.2),
+}
+GENERAL_DEFAULTS = dict(model_name="EleutherAI/pythia-160m", context_length=1024, batch_size=4)
+
+
+def given_flags(argv) -> set:
+    """Names of the options that appear on the command line (so defaults never mask a user's choice)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def method_name(args) -> str:
+    chosen = [flag for flag in METHOD_FLAGS if getattr(args, flag)]
+    if len(chosen) > 1:
+        raise UsageError(f"--{' and --'.join(chosen)} are mutually exclusive; pick one method")
+    if args.method and chosen and args.method != chosen[0]:
+        raise UsageError(f"--method {args.method} contradicts --{chosen[0]}; give one of them")
+    return args.method or (chosen[0] if chosen else "static")
+
+
+def resolve(argv):
+    """Parse and resolve `argv`; returns (args, given) with args.method and args.demo set."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = given_flags(argv)
+    args.method = method_name(args)
+    args.demo = args.train_data_dir is None and args.task_name == "slimpj"
+
+    def fill(defaults):
+        for key, value in defaults.items():
+            if key not in given:
+                setattr(args, key, value)
+
+    if args.demo:
+        fill(DEMO_DEFAULTS)
+        fill(DEMO_METHOD_DEFAULTS.get(args.method, {}))
+    for key, value in GENERAL_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    from trainer.models import is_tiny
+
+    if is_tiny(args.model_name) and args.checkpoint is None:
+        args.checkpoint = 0  # the tiny configs only exist as from-scratch models
+    validate(args)
+    return args, given
+
+
+def validate(args):
+    if args.max_steps is None or args.max_steps <= 0:
+        raise UsageError("--max_steps: give the number of optimizer updates (a positive integer)")
+    for flag in ("batch_size", "context_length", "n_epochs", "num_ckpts", "gradient_accumulation_steps", "log_every"):
+        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
+            raise UsageError(f"--{flag}: must be a positive integer, got {getattr(args, flag)}")
+    if args.batch_size % args.gradient_accumulation_steps:
+        raise UsageError(f"--gradient_accumulation_steps {args.gradient_accumulation_steps} must divide "
+                         f"--batch_size {args.batch_size}")
+    if args.eval_batch_size is None:
+        args.eval_batch_size = args.batch_size
+    if args.context_length < 2:
+        raise UsageError("--context_length: at least 2 tokens")
+    if args.proportions is not None and args.proportions_file is not None:
+        raise UsageError("--proportions and --proportions_file: give only one")
+    if args.sample_rule is None:
+        static_mix = args.proportions is not None or args.proportions_file is not None
+        args.sample_rule = "mixture" if static_mix else "stratified"
+    if args.sample_rule == "mixture" and args.method == "static" and args.proportions is None \
+            and args.proportions_file is None and args.resume_model_path is None:
+        raise UsageError("--sample_rule mixture: give --proportions or --proportions_file (or use "
+                         "--sample_rule stratified)")
+    if args.resume_model_path and args.remaining_steps is None:
+        raise UsageError("--resume_model_path needs --remaining_steps (steps to train after the parent's state)")
+    if args.remaining_steps is not None and not args.resume_model_path:
+        raise UsageError("--remaining_steps only applies with --resume_model_path")
+    if args.resume and args.resume_model_path:
+        raise UsageError("--resume continues this run; --resume_model_path starts a child of another run: "
+                         "give only one")
+    if args.break_steps is not None and args.break_steps <= 0:
+        raise UsageError("--break_steps: must be a positive step number")
+    if args.max_eval_samples is not None and args.max_eval_samples <= 0:
+        raise UsageError("--max_eval_samples: must be positive (omit it to evaluate all windows)")

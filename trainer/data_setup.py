@@ -1,0 +1,62 @@
+"""Turn the data flags into opened shard sets: prepared shards are used as they are; raw data (the
+demo corpus, a SlimPajama tree, .jsonl files, a saved HF dataset) is prepared once into a cache keyed
+by the input path and tokenizer (later runs find it by fingerprint and skip the work)."""
+import hashlib
+import os
+
+from data.demo import CORPUS_DIR, TOKENIZER_PATH
+from errors import UsageError
+
+
+def cache_root() -> str:
+    return os.environ.get("AIOLI_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "aioli")
+
+
+def default_tokenizer(args) -> str:
+    from trainer.models import bundled_config_name, is_tiny
+
+    if args.tokenizer:
+        return args.tokenizer
+    if is_tiny(args.model_name):
+        return TOKENIZER_PATH
+    if bundled_config_name(args.model_name) is not None:
+        # every Pythia model shares the GPT-NeoX tokenizer; found only if it is in the local HF cache
+        return "EleutherAI/pythia-160m"
+    return args.model_name
+
+
+def open_data(path: str, args, flag: str):
+    """A ShardSet for `path` (preparing raw input into the cache first)."""
+    from data.prepare import detect_layout, prepare_corpus
+    from data.shards import ShardSet
+
+    if not os.path.exists(path):
+        raise UsageError(f"{flag} {path}: no such file or directory")
+    layout = detect_layout(path)
+    if layout != "shards":
+        tokenizer = default_tokenizer(args)
+        key = hashlib.sha256(f"{os.path.abspath(path)}\0{tokenizer}".encode()).hexdigest()[:12]
+        name = os.path.basename(os.path.normpath(path)) or "data"
+        out = os.path.join(cache_root(), "shards", f"{name}-{key}")
+        print(f"preparing {layout} data from {path} into {out} (once; later runs reuse it)", flush=True)
+        prepare_corpus(path, out, tokenizer, num_proc=args.num_proc or min(4, os.cpu_count() or 1),
+                       overwrite=True, progress=not args.no_progress)
+        path = out
+    return ShardSet.open(path, groups=args.slice_list)
+
+
+def open_train_and_eval(args):
+    """(train ShardSet, eval ShardSet, groups). The paper reads val/test from --val_data_dir[0]."""
+    train_path = args.train_data_dir or CORPUS_DIR
+    train = open_data(train_path, args, "--train_data_dir")
+    if args.val_data_dir:
+        evals = open_data(args.val_data_dir[0], args, "--val_data_dir")
+    else:
+        evals = train
+    groups = list(train.groups)
+    if args.k is not None and args.k != len(groups):
+        raise UsageError(f"--k {args.k} does not match the {len(groups)} groups of --slice_list ({' '.join(groups)})")
+    if train.vocab_size and evals.vocab_size and train.vocab_size != evals.vocab_size:
+        raise UsageError("--train_data_dir and --val_data_dir were prepared with different tokenizers "
+                         f"(vocabularies {train.vocab_size} and {evals.vocab_size}); prepare both with the same one")
+    return train, evals, groups

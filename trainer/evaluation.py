@@ -1,0 +1,85 @@
+"""Per-group evaluation on fixed windows (the same windows every time).
+
+Loss of a group = mean cross-entropy over all scored tokens of its windows (a token mean; with
+equal-length windows this equals the paper's mean of per-sequence means). Perplexity = exp(loss).
+The paper's headline metric, average test perplexity, is the mean over groups of exp(test loss).
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def token_losses(model, batch, autocast):
+    """Per-token cross-entropy (B, L-1) in float32 and the 0/1 mask of tokens that count.
+
+    Computed from the logits here (not by the model's own loss) so that every method and the
+    evaluation share one definition, with positions labelled -100 excluded."""
+    with autocast():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+    targets = batch["labels"][:, 1:]
+    logits = logits[:, :-1].float()
+    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                             ignore_index=-100, reduction="none").view(targets.shape)
+    return losses, (targets != -100).float()
+
+
+def windows_batch(windows: np.ndarray, device) -> dict:
+    ids = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.int64)).to(device)
+    return {"input_ids": ids, "labels": ids}
+
+
+class Evaluator:
+    """Holds the fixed evaluation windows of each group and split; evaluates a model on them.
+
+    `window_source(split, group, max_windows)` returns an (n, L) int array (the first n windows)."""
+
+    def __init__(self, groups, window_source, batch_size: int, device, autocast, default_max_windows=None):
+        self.groups = list(groups)
+        self.window_source = window_source
+        self.batch_size = batch_size
+        self.device = device
+        self.autocast = autocast
+        self.default_max_windows = default_max_windows
+        self._cache = {}
+
+    def windows(self, split, group, max_windows):
+        """The fixed (n, L) evaluation windows of a group (cached)."""
+        key = (split, group, max_windows)
+        if key not in self._cache:
+            self._cache[key] = self.window_source(split, group, max_windows)
+        return self._cache[key]
+
+    @torch.inference_mode()
+    def losses(self, model, split: str, max_windows=None) -> np.ndarray:
+        """Token-mean loss per group (float64 array ordered like `groups`)."""
+        max_windows = self.default_max_windows if max_windows is None else max_windows
+        was_training = model.training
+        model.eval()
+        out = np.zeros(len(self.groups))
+        for gi, group in enumerate(self.groups):
+            windows = self.windows(split, group, max_windows)
+            total, count = 0.0, 0.0
+            for start in range(0, len(windows), self.batch_size):
+                batch = windows_batch(windows[start:start + self.batch_size], self.device)
+                losses, mask = token_losses(model, batch, self.autocast)
+                total += float((losses * mask).sum())
+                count += float(mask.sum())
+            out[gi] = total / max(count, 1.0)
+        if was_training:
+            model.train()
+        return out
+
+
+def summarize(groups, val=None, test=None) -> dict:
+    """Per-group losses and perplexities plus the averages written to results.json."""
+    out = {}
+    for split, losses in (("val", val), ("test", test)):
+        if losses is None:
+            continue
+        out[f"{split}_loss"] = {g: float(x) for g, x in zip(groups, losses)}
+        out[f"{split}_perplexity"] = {g: math.exp(min(float(x), 700.0)) for g, x in zip(groups, losses)}
+        out[f"average_{split}_loss"] = float(np.mean(losses))
+        out[f"average_{split}_perplexity"] = float(np.mean([math.exp(min(float(x), 700.0)) for x in losses]))
+    return out

@@ -1,0 +1,208 @@
+"""THE training loop: the only place in the code base that does forward, backward, clip, optimizer
+and schedule steps, logging, evaluation and checkpointing. Methods plug in through
+`methods/base.py`; the loop never knows which method it runs.
+
+Step semantics: `step` counts optimizer updates done. Iteration s (0 <= s < total) first runs the
+evaluations that are due at s (the method's, then the periodic one every `eval_every` steps), then
+draws the batch for the update s -> s+1. Checkpoints are taken right after update s+1 completes, so a
+resumed run re-enters iteration s+1 exactly as the uninterrupted run did.
+"""
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from errors import UsageError
+from methods.base import StepContext
+from trainer import checkpoint as ckpt
+from trainer.evaluation import summarize, token_losses
+
+
+class TrainingDiverged(UsageError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class Trainer:
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    sampler: Any
+    method: Any
+    evaluator: Any
+    groups: list
+    device: Any
+    autocast: Callable
+    total_steps: int
+    batch_size: int
+    context_length: int
+    run_dir: str
+    metrics: Any
+    grad_accum: int = 1
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    break_steps: Optional[int] = None
+    log_every: int = 10
+    progress: bool = True
+    seed: int = 0
+    run_name: str = ""
+    services: dict = field(default_factory=dict)
+    # state that checkpoints carry
+    step: int = 0
+    tokens: int = 0
+    val_history: list = field(default_factory=list)
+    weights_trajectory: list = field(default_factory=list)
+    write_artifacts: Optional[Callable] = None
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return ckpt.numpy_free({
+            "tokens": self.tokens, "sampler": self.sampler.state_dict(), "method": self.method.state_dict(),
+            "val_history": self.val_history, "weights_trajectory": self.weights_trajectory,
+        })
+
+    def restore(self, path, restore_method=True) -> dict:
+        """Load a checkpoint (model, optimizer, scheduler, sampler, method, histories, RNGs)."""
+        state = ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler)
+        self.step, self.tokens = int(state["step"]), int(state["tokens"])
+        self.sampler.load_state_dict(state["sampler"])
+        if restore_method:
+            self.method.load_state_dict(state["method"])
+            self.val_history = state["val_history"]
+            self.weights_trajectory = state["weights_trajectory"]
+        return state
+
+    def save(self):
+        ckpt.save_checkpoint(f"{self.run_dir}/checkpoints", self.step, self.model, self.optimizer, self.scheduler,
+                             self.state(), keep=self.keep_checkpoints)
+        if self.write_artifacts:
+            self.write_artifacts(self.method.artifacts())
+
+    # -- pieces of one iteration ---------------------------------------------------------------
+    def _context(self, micro=0) -> StepContext:
+        return StepContext(step=self.step, total_steps=self.total_steps, groups=self.groups,
+                           micro_batch_index=micro, num_micro_batches=self.grad_accum,
+                           token_losses=lambda model, batch: token_losses(model, batch, self.autocast),
+                           val_batch=self.services.get("val_batch"), services=self.services)
+
+    def _evaluations(self, record: dict):
+        s = self.step
+        if self.method.wants_eval(s):
+            losses = self.evaluator.losses(self.model, "val", self.method.eval_max_windows)
+            self.method.observe_eval(s, losses)
+            record["method_val_loss"] = dict(zip(self.groups, losses.tolist()))
+        periodic = self.eval_every and s % self.eval_every == 0
+        if periodic or s == self.break_steps:
+            losses = self.evaluator.losses(self.model, "val")
+            self.val_history.append({"step": s, "val_loss": dict(zip(self.groups, losses.tolist()))})
+            record["val_loss"] = self.val_history[-1]["val_loss"]
+
+    def _set_mixture(self):
+        mix = self.method.mixture(self.step)
+        weights = np.asarray(mix.weights, dtype=np.float64)
+        if not np.array_equal(weights, self.sampler.weights):
+            self.sampler.set_weights(weights)
+        current = dict(zip(self.groups, self.sampler.weights.tolist()))
+        if not self.weights_trajectory or self.weights_trajectory[-1]["weights"] != current:
+            self.weights_trajectory.append({"step": self.step, "weights": current})
+        return mix
+
+    def _update(self, mix) -> torch.Tensor:
+        """One optimizer update on the batch for this step; returns the (detached) training loss."""
+        windows, group_ids = self.sampler.next_batch(exact=True if mix.exact else None)
+        ids = torch.from_numpy(windows).to(self.device, non_blocking=True)
+        gids = torch.from_numpy(group_ids).to(self.device)
+        micro = self.batch_size // self.grad_accum
+        total = torch.zeros((), device=self.device)
+        for m in range(self.grad_accum):
+            part = slice(m * micro, (m + 1) * micro)
+            batch = {"input_ids": ids[part], "labels": ids[part], "group_ids": gids[part]}
+            # Equal-length windows: the batch mean is the mean of the micro-batch means.
+            loss = self.method.training_loss(self.model, batch, self._context(m)) / self.grad_accum
+            loss.backward()
+            total += loss.detach()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total
+
+    def _check_finite(self, value: float):
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"training loss became {value} at step {self.step}; stopped. The last good "
+                                   f"checkpoint is in {self.run_dir}/checkpoints; lower --lr or raise --warmup_steps "
+                                   "and --resume")
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step",
+                   dynamic_ncols=True, leave=False)
+        loss_sum, loss_count = torch.zeros((), device=self.device), 0
+        window_start, window_tokens = time.perf_counter(), 0
+        self.model.train()
+        while self.step < self.total_steps:
+            record = {}
+            self._evaluations(record)
+            if self.step == self.break_steps:
+                return self.finish(status="break")
+            mix = self._set_mixture()
+            loss_sum += self._update(mix)
+            loss_count += 1
+            self.method.after_step(self.step + 1, self._context())
+            self.step += 1
+            self.tokens += self.batch_size * self.context_length
+            window_tokens += self.batch_size * self.context_length
+            bar.update(1)
+            due_log = self.step % self.log_every == 0 or self.step == self.total_steps
+            due_ckpt = self.checkpoint_every and self.step % self.checkpoint_every == 0
+            if due_log or due_ckpt or record:
+                train_loss = float(loss_sum) / max(loss_count, 1)
+                self._check_finite(train_loss)
+                elapsed = time.perf_counter() - window_start
+                line = {"step": self.step, "tokens": self.tokens, "lr": self.scheduler.get_last_lr()[0],
+                        "train_loss": train_loss, "weights": self.weights_trajectory[-1]["weights"],
+                        "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
+                # evaluations ran before this update, at step - 1
+                line.update({k: v for k, v in record.items()})
+                if record:
+                    line["eval_step"] = self.step - 1
+                extras = self.method.log_values()
+                if extras:
+                    line["method"] = extras
+                self.metrics.write(line)
+                bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{line['tokens_per_s']:.0f}")
+                loss_sum, loss_count = torch.zeros((), device=self.device), 0
+                window_start, window_tokens = time.perf_counter(), 0
+            if due_ckpt and self.step < self.total_steps:
+                self.save()
+        bar.close()
+        return self.finish(status="break" if self.step == self.break_steps else "complete")
+
+    def finish(self, status: str) -> dict:
+        """Final evaluations and the results dict. status: complete, break (val only, and the full
+        state saved for child runs) or evaluated (--use_saved_model: no training)."""
+        if not self.val_history or self.val_history[-1]["step"] != self.step:
+            losses = self.evaluator.losses(self.model, "val")
+            self.val_history.append({"step": self.step, "val_loss": dict(zip(self.groups, losses.tolist()))})
+        val = np.array([self.val_history[-1]["val_loss"][g] for g in self.groups])
+        test = self.evaluator.losses(self.model, "test") if status != "break" else None
+        self.metrics.write({"step": self.step, "tokens": self.tokens, "final": status,
+                            "val_loss": dict(zip(self.groups, val.tolist())),
+                            **({"test_loss": dict(zip(self.groups, test.tolist()))} if test is not None else {})})
+        if status == "break":
+            self.save()  # the parent state that children start from
+        elif self.write_artifacts and status == "complete":
+            self.write_artifacts(self.method.artifacts())
+        results = {"run_name": self.run_name, "method": self.method.name, "seed": self.seed, "status": status,
+                   "step": self.step, "tokens": self.tokens, "groups": self.groups}
+        results.update(summarize(self.groups, val, test))
+        results.update({"final_weights": self.weights_trajectory[-1]["weights"] if self.weights_trajectory else
+                        dict(zip(self.groups, self.sampler.weights.tolist())),
+                        "weights_trajectory": self.weights_trajectory, "val_history": self.val_history})
+        return ckpt.numpy_free(results)

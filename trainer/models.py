@@ -1,0 +1,138 @@
+"""Model building: bundled configs (no hub needed from scratch), pretrained loading, attention choice.
+
+`--checkpoint 0` builds a fresh model from a bundled config: the Pythia family (14m ... 410m, the
+published architecture hyper-parameters) or the tiny CPU configs `tiny` and `mini`. Any other
+`--checkpoint` (or none) loads pretrained weights from a local path or the HF cache only; hubs are
+unreachable by design, so a missing model is a clear error rather than a download attempt.
+"""
+import copy
+import logging
+import warnings
+
+import torch
+
+from errors import UsageError
+
+log = logging.getLogger(__name__)
+
+_PYTHIA_COMMON = dict(
+    vocab_size=50304, max_position_embeddings=2048, rotary_pct=0.25, rotary_emb_base=10000,
+    use_parallel_residual=True, hidden_act="gelu", layer_norm_eps=1e-5, initializer_range=0.02,
+    bos_token_id=0, eos_token_id=0, tie_word_embeddings=False, attention_dropout=0.0, hidden_dropout=0.0,
+)
+# (hidden size, layers, heads); intermediate = 4 x hidden, as in every Pythia model.
+_PYTHIA_SHAPES = {
+    "14m": (128, 6, 4), "31m": (256, 6, 8), "70m": (512, 6, 8), "160m": (768, 12, 12), "410m": (1024, 24, 16),
+}
+# Tiny CPU configs: the vocabulary comes from the data (a 4k-8k demo tokenizer keeps them fast).
+_TINY_SHAPES = {"tiny": (128, 2, 4), "mini": (256, 4, 4)}
+
+
+def bundled_config_name(model_name: str):
+    """'pythia-160m' for any spelling of a bundled Pythia name, 'tiny'/'mini', else None."""
+    name = model_name.lower()
+    if name in _TINY_SHAPES:
+        return name
+    base = name.rsplit("/", 1)[-1].replace("-deduped", "")
+    if base.startswith("pythia-") and base[len("pythia-"):] in _PYTHIA_SHAPES:
+        return base
+    return None
+
+
+def is_tiny(model_name: str) -> bool:
+    return model_name.lower() in _TINY_SHAPES
+
+
+def bundled_config(model_name: str, data_vocab_size=None, context_length: int = 2048):
+    """A GPTNeoXConfig for a bundled name. Tiny configs size their vocabulary to the data's."""
+    from transformers import GPTNeoXConfig
+
+    key = bundled_config_name(model_name)
+    if key is None:
+        raise UsageError(f"--model {model_name}: no bundled config with this name; bundled: tiny, mini, "
+                         + ", ".join(f"EleutherAI/pythia-{s}" for s in _PYTHIA_SHAPES))
+    if key in _TINY_SHAPES:
+        hidden, layers, heads = _TINY_SHAPES[key]
+        vocab = int(data_vocab_size or 4096)
+        vocab = -(-vocab // 64) * 64  # a multiple of 64 keeps matmuls aligned
+        fields = dict(_PYTHIA_COMMON, vocab_size=vocab, max_position_embeddings=max(context_length, 256))
+    else:
+        hidden, layers, heads = _PYTHIA_SHAPES[key[len("pythia-"):]]
+        fields = dict(_PYTHIA_COMMON)
+    return GPTNeoXConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                         intermediate_size=4 * hidden, **fields)
+
+
+def choose_attention(use_flash_attention: bool, device: torch.device) -> str:
+    """flash_attention_2 when asked for and usable, else sdpa (with one warning when asked for)."""
+    if not use_flash_attention:
+        return "sdpa"
+    if device.type == "cuda":
+        try:
+            import flash_attn  # noqa: F401
+
+            return "flash_attention_2"
+        except ImportError:
+            reason = "the flash-attn package is not installed (pip install -r requirements-gpu.txt)"
+    else:
+        reason = f"FlashAttention-2 needs a CUDA device, this run is on {device.type}"
+    warnings.warn(f"--use_flash_attention: {reason}; using PyTorch SDPA attention instead", stacklevel=2)
+    return "sdpa"
+
+
+def build_model(model_name: str, checkpoint, *, data_vocab_size, context_length, attn_implementation, dtype):
+    """Fresh (checkpoint == 0) or pretrained model; checks that the data's vocabulary fits."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own bar is the only one; errors must stay one line
+
+    if checkpoint == 0:
+        if bundled_config_name(model_name) is not None:
+            config = bundled_config(model_name, data_vocab_size, context_length)
+        else:
+            try:
+                config = AutoConfig.from_pretrained(model_name, local_files_only=True)
+            except (OSError, ValueError):
+                raise UsageError(f"--model {model_name}: no bundled config and no local config.json; use a "
+                                 "bundled name (tiny, mini, EleutherAI/pythia-160m ...) or a local path") from None
+        # from_config mutates the config it is given (attention implementation): give it a copy.
+        model = AutoModelForCausalLM.from_config(copy.deepcopy(config), attn_implementation=attn_implementation,
+                                                 dtype=dtype)
+    else:
+        if is_tiny(model_name):
+            raise UsageError(f"--model {model_name} is a bundled from-scratch config: pass --checkpoint 0")
+        revision = f"step{checkpoint}" if checkpoint is not None else None
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_name, revision=revision, local_files_only=True,
+                                                         attn_implementation=attn_implementation, dtype=dtype)
+        except (OSError, ValueError) as err:
+            what = f"revision {revision} of " if revision else ""
+            raise UsageError(f"--model {model_name}: could not load {what}pretrained weights from a local path or "
+                             f"the HF cache ({str(err).splitlines()[0][:120]}); download them on a machine with "
+                             "hub access, pass a local directory, or train from scratch with --checkpoint 0") from None
+    model_vocab = model.get_input_embeddings().weight.shape[0]
+    if data_vocab_size is not None and data_vocab_size > model_vocab:
+        raise UsageError(f"the data's vocabulary ({data_vocab_size} tokens) is larger than the model's "
+                         f"({model_vocab}); prepare the data with the model's tokenizer (--tokenizer) or use a "
+                         "model with a larger vocabulary")
+    return model
+
+
+def load_frozen_model(path: str, device, dtype=torch.float32):
+    """A model saved with --save_model (or any local HF model dir), in eval mode, without gradients.
+    Used for DoReMi's reference model."""
+    import os
+
+    from transformers import AutoModelForCausalLM
+
+    if os.path.isdir(os.path.join(path, "model")):
+        path = os.path.join(path, "model")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise UsageError(f"{path}: no saved model here; run the reference with --save_model and pass its run "
+                         "directory or its model/ folder")
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
+    model.to(device).eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
