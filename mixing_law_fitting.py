@@ -130,6 +130,8 @@ def main(argv=None):
            "cover": run_commands.run_cover, "fidelity": run_commands.run_fidelity}[args.command]
     result, lines = run(args)
     write_json(args.output, result)
+    if isinstance(result, dict) and result.get("skipped_runs"):
+        lines.append("skipped runs: " + ", ".join(f"{n} ({why})" for why, n in result["skipped_runs"].items()))
     print("\n".join(lines))
     print(f"wrote {args.output}")
     return 0

@@ -84,7 +84,7 @@ def plot_A(run, path, max_panels: int = 6):
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8)
     fig.suptitle(f"{run.name}: A (rows = evaluated, columns = trained)", fontsize=8)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)  # no tight_layout: it fights the shared colorbar
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # not tight_layout: it fights the shared colorbar
     plt.close(fig)
     return path
 

@@ -24,9 +24,10 @@ def run_skills_graph(args):
     from .sweeps import SKILLS_ORIENTATION, skills_graph
 
     runs = _select_seed(find_runs(args.run_dir), args.seed)
-    groups, G, sources = skills_graph(runs, args.start, args.end)
+    groups, G, sources, ignored = skills_graph(runs, args.start, args.end)
     result = {"groups": groups, "graph": G, "orientation": SKILLS_ORIENTATION, "start": args.start,
-              "end": args.end if args.end is not None else "last evaluation", "runs": sources}
+              "end": args.end if args.end is not None else "last evaluation", "runs": sources,
+              "ignored_runs": ignored}
     if args.npy:
         os.makedirs(os.path.dirname(os.path.abspath(args.npy)), exist_ok=True)
         np.save(args.npy, G, allow_pickle=False)
@@ -34,6 +35,8 @@ def run_skills_graph(args):
     lines = [f"skills graph ({SKILLS_ORIENTATION}), relative loss drop from step {args.start}:",
              " " * (width + 2) + " ".join(f"{g[:8]:>8}" for g in groups)]
     lines += [f"  {g:<{width}}" + " ".join(f"{x:8.4f}" for x in row) for g, row in zip(groups, G)]
+    if ignored:
+        lines.append(f"ignored {ignored} run(s) that are not one-hot static runs")
     if args.npy:
         lines.append(f"wrote {args.npy}")
     return result, lines
@@ -87,6 +90,7 @@ def run_cover(args):
         how = f"Dirichlet(alpha={args.alpha}) cover, seed {args.seed}, oversampling x{args.oversample}"
     pts = np.round(pts, 6)
     txt = os.path.splitext(args.output)[0] + ".txt"
+    os.makedirs(os.path.dirname(os.path.abspath(txt)), exist_ok=True)
     with open(txt, "w") as f:
         f.write(format_lines(pts))
     lines = [f"{len(pts)} mixtures over {args.k} groups ({how}); closest pair {min_pairwise_distance(pts):.4f}",

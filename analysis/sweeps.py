@@ -50,18 +50,17 @@ def _end_losses(run, end):
 
 
 def skills_graph(runs, start: int = 0, end=None):
-    """G[i, j] = (L_j(start) - L_j(end)) / L_j(start) for the one-hot run trained only on group i
-    (Skill-it's normalized relative loss drop). Several runs per group (seeds) are averaged.
-    Returns (groups, G, {group: [run paths]})."""
-    groups = common_groups(runs)
+    """G[i, j] = (L_j(start) - L_j(end)) / L_j(start) for the one-hot static run trained only on group i
+    (Skill-it's normalized relative loss drop). Several runs per group (seeds) are averaged; other runs
+    (a sweep's interior points, other methods) are ignored, so a whole m=2 sweep can be passed.
+    Returns (groups, G, {group: [run paths]}, number of runs ignored)."""
+    onehot = [r for r in runs if r.method == "static" and not r.parent and r.mixture().max() >= 1 - 1e-6]
+    if not onehot:
+        raise UsageError("--run_dir: no one-hot static run (initial_weights 1 on one group, 0 elsewhere)")
+    groups = common_groups(onehot)
     per_group = {g: [] for g in groups}
-    for run in runs:
-        p = run.mixture()
-        i = int(np.argmax(p))
-        if p[i] < 1 - 1e-6:
-            raise UsageError(f"{run.path} is not a one-hot run (initial_weights {run.config.get('initial_weights')});"
-                             " the skills graph needs one run trained on each group alone")
-        per_group[run.groups[i]].append(run)
+    for run in onehot:
+        per_group[run.groups[int(np.argmax(run.mixture()))]].append(run)
     missing = [g for g, rs in per_group.items() if not rs]
     if missing:
         raise UsageError(f"--run_dir: no one-hot run trained on {', '.join(missing)}; pass one run per group")
@@ -78,7 +77,7 @@ def skills_graph(runs, start: int = 0, end=None):
             lt = np.array([last[h] for h in groups])
             rows.append((l0 - lt) / l0)
         G[i] = np.mean(rows, axis=0)
-    return groups, G, {g: [r.path for r in rs] for g, rs in per_group.items()}
+    return groups, G, {g: [r.path for r in rs] for g, rs in per_group.items()}, len(runs) - len(onehot)
 
 
 def _resolve_parent(child, parent_path, by_path):

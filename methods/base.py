@@ -52,6 +52,12 @@ class StepContext:
         when the run has no validation data.
     services: named helpers the entry point provides to methods that need them (for example
         "load_model": path -> a frozen model on the run's device, for DoReMi's reference model).
+    lr: the learning rate of the update being computed (DoGE scales its scores by it).
+
+    `training_loss` normally returns a loss tensor that the loop backpropagates (scaled by the
+    micro-batch's share of the batch's tokens). A method that writes parameter gradients itself
+    (DoGE: a weighted sum of per-group gradients) returns a tensor WITHOUT grad (e.g. the detached
+    loss, for logging); the loop then skips backward and uses the `.grad` fields as they are.
     """
 
     step: int
@@ -62,6 +68,7 @@ class StepContext:
     token_losses: Optional[Callable] = None
     val_batch: Optional[Callable] = None
     services: dict = field(default_factory=dict)
+    lr: float = 0.0
 
 
 def normalize_weights(values, k: int, what: str) -> np.ndarray:

@@ -40,8 +40,15 @@ def test_skills_graph(tmp_path, capsys):
     np.testing.assert_allclose(np.load(tmp_path / "graph.npy", allow_pickle=False), expected)
     assert main(["skills_graph", "--run_dir", str(tmp_path / "onehot"), "--end", "50", "--output", str(out)]) == 0
     np.testing.assert_allclose(json.loads(out.read_text())["graph"][0], [0.3, 0.125, -0.4])
+    # interior sweep points and other methods beside the one-hot runs are ignored
     write_run(tmp_path / "onehot", "mixed", G3, [0.5, 0.5, 0.0], val_history=[(0, L0)], val_loss=L0)
-    _fails(["skills_graph", "--run_dir", str(tmp_path / "onehot")], capsys, "not a one-hot run")
+    write_run(tmp_path / "onehot", "aioli", G3, [1.0, 0, 0], method="aioli", val_history=[(0, L0)], val_loss=L0)
+    assert main(["skills_graph", "--run_dir", str(tmp_path / "onehot"), "--output", str(out)]) == 0
+    res = json.loads(out.read_text())
+    np.testing.assert_allclose(res["graph"], expected)
+    assert res["ignored_runs"] == 2 and "ignored 2 run(s)" in capsys.readouterr().out
+    write_run(tmp_path / "mixed_only", "mixed", G3, [0.5, 0.5, 0.0], val_history=[(0, L0)], val_loss=L0)
+    _fails(["skills_graph", "--run_dir", str(tmp_path / "mixed_only")], capsys, "no one-hot static run")
     write_run(tmp_path / "two", "only_a", G3, [1, 0, 0], val_history=[(0, L0)], val_loss=L0)
     _fails(["skills_graph", "--run_dir", str(tmp_path / "two")], capsys, "no one-hot run trained on b, c")
 

@@ -12,8 +12,8 @@ from errors import UsageError
 from methods import build_method
 from methods.base import normalize_weights
 from trainer import checkpoint as ckpt
-from trainer.data_setup import open_train_and_eval
-from trainer.evaluation import Evaluator
+from trainer.data_setup import build_data
+from trainer.evaluation import Evaluator, num_rows
 from trainer.loop import Trainer
 from trainer.models import build_model, choose_attention, load_frozen_model
 from trainer.optim import build_optimizer, build_scheduler
@@ -90,13 +90,12 @@ def parent_checkpoint(path):
         return found, int(json.load(fh)["step"])
 
 
-def run_config(args, groups, weights, total_steps, train, evals, parent):
+def run_config(args, groups, weights, total_steps, data_info, parent):
     import transformers
 
     config = {k: v for k, v in vars(args).items()}
     config.update(groups=groups, initial_weights=dict(zip(groups, weights.tolist())), total_steps=total_steps,
-                  data={"train_dir": train.root, "val_dir": evals.root, "vocab_size": train.vocab_size,
-                        "dtype": str(np.dtype(train.dtype))},
+                  data=data_info,
                   parent={"path": parent[0], "step": parent[1]} if parent else None,
                   versions={"torch": torch.__version__, "transformers": transformers.__version__,
                             "python": platform.python_version()})
@@ -117,14 +116,12 @@ def saved_model_run(args, config):
 def build(args):
     """Everything needed to run; returns (trainer, run_dir, config). Raises UsageError early, before
     anything is written."""
-    from data.sampler import MixtureSampler
-    from data.shards import eval_windows
-
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args)
     dtype, autocast = precision(args, device)
-    train, evals, groups = open_train_and_eval(args)
+    data = build_data(args)
+    groups = data.groups
     weights = initial_weights(args, groups)
     parent = parent_checkpoint(args.resume_model_path) if args.resume_model_path else None
     total_steps = parent[1] + args.remaining_steps if parent else args.max_steps * args.n_epochs
@@ -132,28 +129,22 @@ def build(args):
         raise UsageError(f"--break_steps {args.break_steps} is after the last step ({total_steps})")
     method = build_method(args.method, groups, args, total_steps, initial_weights=weights)
 
-    config = run_config(args, groups, weights, total_steps, train, evals, parent)
+    config = run_config(args, groups, weights, total_steps, data.info, parent)
     run_dir = saved_model_run(args, config) or resolve_run_dir(args.output_dir, config, args.run_name, args.resume)
     run_name = os.path.basename(run_dir)
     config["run_name"] = run_name
 
     torch.manual_seed(args.selection_seed)
     attn = choose_attention(args.use_flash_attention, device)
-    model = build_model(args.model_name, args.checkpoint, data_vocab_size=train.vocab_size,
+    model = build_model(args.model_name, args.checkpoint, data_vocab_size=data.vocab_size,
                         context_length=args.context_length, attn_implementation=attn, dtype=dtype).to(device)
     optimizer = build_optimizer(model, args.lr)
     # The schedule spans max_steps (a child run continues its parent's schedule).
     schedule_steps = args.max_steps * args.n_epochs
     scheduler = build_scheduler(optimizer, args.lr_scheduler, peak=args.lr, warmup=args.warmup_steps,
                                 total=schedule_steps, end_lr=args.end_lr)
-    sources = {g: train.tokens(g, "train") for g in groups}
-    sampler = MixtureSampler(sources, args.context_length, args.batch_size, args.selection_seed,
-                             sampling=args.sampling, weights=weights)
-
-    def windows(split, group, n):
-        return eval_windows(evals.tokens(group, split), args.context_length, n)
-
-    evaluator = Evaluator(groups, windows, args.eval_batch_size, device, autocast, args.max_eval_samples)
+    sampler = data.make_sampler(weights)
+    evaluator = Evaluator(groups, data.eval_source, args.eval_batch_size, device, autocast, args.max_eval_samples)
     services = {"val_batch": _val_batch_fn(evaluator, groups, device, args.selection_seed),
                 "load_model": lambda path: load_frozen_model(path, device)}
     every = max(1, total_steps // args.num_ckpts)
@@ -172,18 +163,22 @@ def build(args):
 
 
 def _val_batch_fn(evaluator, groups, device, seed):
-    """n validation windows stratified over groups, drawn by a generator seeded from (seed, step)."""
+    """n validation rows stratified over groups (round-robin), drawn by a generator seeded from
+    (seed, step): DoGE's validation target. Works for window arrays and padded example dicts."""
+    from data.instruction_sampler import gather_rows
 
     def val_batch(n, step=0):
         rng = np.random.default_rng([seed, 7919, step])
-        per_group = [evaluator.windows("val", g, evaluator.default_max_windows) for g in groups]
-        picks, gids = [], []
-        for i in range(n):
-            g = (i + step) % len(groups)
-            picks.append(per_group[g][rng.integers(len(per_group[g]))])
-            gids.append(g)
-        ids = torch.from_numpy(np.stack(picks).astype(np.int64)).to(device)
-        return {"input_ids": ids, "labels": ids, "group_ids": torch.tensor(gids, device=device)}
+        sources = [evaluator.windows("val", g, evaluator.default_max_windows) for g in groups]
+        gids = [(i + step) % len(groups) for i in range(n)]
+        picks = [(g, int(rng.integers(num_rows(sources[g])))) for g in gids]
+        if isinstance(sources[0], dict):
+            arrays = gather_rows(sources, picks)
+        else:
+            windows = np.stack([sources[g][r] for g, r in picks]).astype(np.int64)
+            arrays = {"input_ids": windows, "labels": windows}
+        arrays["group_ids"] = np.asarray(gids, dtype=np.int64)
+        return {key: torch.from_numpy(value).to(device) for key, value in arrays.items()}
 
     return val_batch
 

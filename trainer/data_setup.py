@@ -3,6 +3,8 @@ demo corpus, a SlimPajama tree, .jsonl files, a saved HF dataset) is prepared on
 by the input path and tokenizer (later runs find it by fingerprint and skip the work)."""
 import hashlib
 import os
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 from data.demo import CORPUS_DIR, TOKENIZER_PATH
 from errors import UsageError
@@ -60,3 +62,47 @@ def open_train_and_eval(args):
         raise UsageError("--train_data_dir and --val_data_dir were prepared with different tokenizers "
                          f"(vocabularies {train.vocab_size} and {evals.vocab_size}); prepare both with the same one")
     return train, evals, groups
+
+
+@dataclass
+class DataBundle:
+    """What the trainer needs from the data, whatever the task.
+
+    make_sampler(weights) -> a sampler with `set_weights`, `weights`, `next_batch(exact)`,
+        `state_dict`, `load_state_dict` (data.sampler.MixtureSampler for token shards);
+    eval_source(split, group, max_rows) -> fixed evaluation rows (see trainer.evaluation.Evaluator).
+    """
+
+    groups: list
+    vocab_size: Optional[int]
+    make_sampler: Callable
+    eval_source: Callable
+    info: dict
+
+
+def build_data(args) -> DataBundle:
+    """Open (and if needed prepare) the data named by the flags; every check happens here, before
+    the run directory exists."""
+    if args.task_name == "instruction":  # Natural Instructions tasks: data/instructions.py
+        from data.instructions import build_instruction_data
+
+        return build_instruction_data(args)
+    from data.sampler import MixtureSampler
+
+    train, evals, groups = open_train_and_eval(args)
+    L = args.context_length
+    sources = train.sources("train", L)
+    for group in groups:  # fail now, with the file's name, rather than at the first evaluation
+        for split in ("val", "test"):
+            evals.num_windows(group, split, L)
+
+    def make_sampler(weights):
+        return MixtureSampler(sources, L, args.batch_size, args.selection_seed, sampling=args.sampling,
+                              weights=weights)
+
+    def eval_source(split, group, max_rows):
+        return evals.windows(group, split, L, max_rows)
+
+    info = {"train_dir": train.root, "val_dir": evals.root, "vocab_size": train.vocab_size,
+            "dtype": str(train.dtype)}
+    return DataBundle(groups, train.vocab_size, make_sampler, eval_source, info)

@@ -25,15 +25,28 @@ def token_losses(model, batch, autocast):
     return losses, (targets != -100).float()
 
 
-def windows_batch(windows: np.ndarray, device) -> dict:
-    ids = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.int64)).to(device)
-    return {"input_ids": ids, "labels": ids}
+def eval_batch(source, start: int, end: int, device) -> dict:
+    """Rows [start, end) of an evaluation source as tensors: an (n, L) window array (labels = inputs),
+    or a dict of equal-length arrays with `attention_mask` (padded examples), cut to the longest
+    example of the batch so that no batch pays for another's padding."""
+    if not isinstance(source, dict):
+        ids = torch.from_numpy(np.ascontiguousarray(source[start:end], dtype=np.int64)).to(device)
+        return {"input_ids": ids, "labels": ids}
+    part = {key: value[start:end] for key, value in source.items() if key != "group_ids"}
+    width = int(part["attention_mask"].sum(axis=1).max()) if "attention_mask" in part else None
+    return {key: torch.from_numpy(np.ascontiguousarray(value[:, :width], dtype=np.int64)).to(device)
+            for key, value in part.items()}
+
+
+def num_rows(source) -> int:
+    return len(source["input_ids"]) if isinstance(source, dict) else len(source)
 
 
 class Evaluator:
     """Holds the fixed evaluation windows of each group and split; evaluates a model on them.
 
-    `window_source(split, group, max_windows)` returns an (n, L) int array (the first n windows)."""
+    `window_source(split, group, max_windows)` returns an (n, L) int array (the first n windows), or
+    a dict of (n, L) arrays `input_ids`, `labels`, `attention_mask` (right-padded examples)."""
 
     def __init__(self, groups, window_source, batch_size: int, device, autocast, default_max_windows=None):
         self.groups = list(groups)
@@ -61,8 +74,8 @@ class Evaluator:
         for gi, group in enumerate(self.groups):
             windows = self.windows(split, group, max_windows)
             total, count = 0.0, 0.0
-            for start in range(0, len(windows), self.batch_size):
-                batch = windows_batch(windows[start:start + self.batch_size], self.device)
+            for start in range(0, num_rows(windows), self.batch_size):
+                batch = eval_batch(windows, start, start + self.batch_size, self.device)
                 losses, mask = token_losses(model, batch, self.autocast)
                 total += float((losses * mask).sum())
                 count += float(mask.sum())

@@ -87,7 +87,8 @@ class Trainer:
         return StepContext(step=self.step, total_steps=self.total_steps, groups=self.groups,
                            micro_batch_index=micro, num_micro_batches=self.grad_accum,
                            token_losses=lambda model, batch: token_losses(model, batch, self.autocast),
-                           val_batch=self.services.get("val_batch"), services=self.services)
+                           val_batch=self.services.get("val_batch"), services=self.services,
+                           lr=self.scheduler.get_last_lr()[0])
 
     def _evaluations(self, record: dict):
         s = self.step
@@ -111,19 +112,31 @@ class Trainer:
             self.weights_trajectory.append({"step": self.step, "weights": current})
         return mix
 
+    def _batch(self, mix) -> dict:
+        """The sampler's batch for this step as tensors on the device. Window samplers return
+        (windows, group ids); others (instruction tasks) return a dict of arrays with labels and an
+        attention mask already set."""
+        drawn = self.sampler.next_batch(exact=True if mix.exact else None)
+        if not isinstance(drawn, dict):
+            windows, group_ids = drawn
+            drawn = {"input_ids": windows, "labels": windows, "group_ids": group_ids}
+        return {key: torch.from_numpy(value).to(self.device, non_blocking=True) for key, value in drawn.items()}
+
     def _update(self, mix) -> torch.Tensor:
         """One optimizer update on the batch for this step; returns the (detached) training loss."""
-        windows, group_ids = self.sampler.next_batch(exact=True if mix.exact else None)
-        ids = torch.from_numpy(windows).to(self.device, non_blocking=True)
-        gids = torch.from_numpy(group_ids).to(self.device)
+        batch = self._batch(mix)
+        self.tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+        # Each micro-batch's mean loss is weighted by its share of the batch's scored tokens, so the
+        # accumulated gradient is the gradient of the whole batch's token mean.
+        scored = (batch["labels"][:, 1:] != -100).sum(dim=1).float()
         micro = self.batch_size // self.grad_accum
         total = torch.zeros((), device=self.device)
         for m in range(self.grad_accum):
-            part = slice(m * micro, (m + 1) * micro)
-            batch = {"input_ids": ids[part], "labels": ids[part], "group_ids": gids[part]}
-            # Equal-length windows: the batch mean is the mean of the micro-batch means.
-            loss = self.method.training_loss(self.model, batch, self._context(m)) / self.grad_accum
-            loss.backward()
+            part = {key: value[m * micro:(m + 1) * micro] for key, value in batch.items()}
+            share = scored[m * micro:(m + 1) * micro].sum() / scored.sum().clamp_min(1.0)
+            loss = self.method.training_loss(self.model, part, self._context(m)) * share
+            if loss.requires_grad:  # else the method wrote the gradients itself (methods/base.py)
+                loss.backward()
             total += loss.detach()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
@@ -152,12 +165,12 @@ class Trainer:
             if self.step == self.break_steps:
                 return self.finish(status="break")
             mix = self._set_mixture()
+            tokens_before = self.tokens
             loss_sum += self._update(mix)
             loss_count += 1
             self.method.after_step(self.step + 1, self._context())
             self.step += 1
-            self.tokens += self.batch_size * self.context_length
-            window_tokens += self.batch_size * self.context_length
+            window_tokens += self.tokens - tokens_before
             bar.update(1)
             due_log = self.step % self.log_every == 0 or self.step == self.total_steps
             due_ckpt = self.checkpoint_every and self.step % self.checkpoint_every == 0

@@ -15,7 +15,7 @@ from errors import UsageError
 # Flags that change where or how a run is logged, not what it computes: left out of the name's hash.
 _NOT_IN_IDENTITY = {"output_dir", "run_name", "resume", "no_progress", "wandb_project", "wandb_entity",
                     "wandb_mode", "num_threads", "keep_checkpoints", "checkpoint_every", "log_every",
-                    "use_saved_model", "save_model", "num_proc"}
+                    "use_saved_model", "save_model", "num_proc", "instruction_cache_dir"}
 
 
 def _clean(obj):

@@ -1,0 +1,150 @@
+"""`--task_name instruction`: Natural Instructions tasks as the data groups of a run.
+
+    python main.py --task_name instruction --train_data_dir $NI_DIR --slice_list mathqa piqa sst2 ...
+
+Each task is one group. Pieces: `data.ni_tasks` (task files, splits, text template, tokenization
+with the answer boundary, the cache), `data.instruction_sampler` (padded batches with answer-only
+labels, the same sampler interface as token windows). This module wires them to the trainer as a
+`trainer.data_setup.DataBundle`.
+
+Tokenizer: `--tokenizer`, else the model's own (a local model directory holding tokenizer.json or
+tokenizer files, a model name in the local HF cache; the bundled demo tokenizer for `tiny`/`mini`).
+Pad id = EOS. The trainer checks the vocabulary against the model through DataBundle.vocab_size.
+
+Cache: `--instruction_cache_dir`, else `$AIOLI_CACHE_DIR/instructions/<hash>` (default root
+~/.cache/aioli), the hash covering the tokenizer, the split flags and the text template. Splits are
+JSON, tokens .npz (see data/ni_tasks.py). The context length is applied when loading, so one cache
+serves every --context_length.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from data import ni_tasks
+from data.instruction_sampler import InstructionSampler, eval_arrays, select_examples
+from errors import UsageError
+
+
+def load_tokenizer_for(args):
+    """(tokenizers.Tokenizer, spec, sha256 of its serialisation)."""
+    from data.tokenization import load_tokenizer
+    from trainer.data_setup import default_tokenizer
+
+    spec = default_tokenizer(args)
+    try:
+        tok = load_tokenizer(spec)
+    except UsageError as err:
+        tok = _auto_tokenizer(spec)  # e.g. a model directory with only vocab.json/merges.txt
+        if tok is None:
+            if args.tokenizer:
+                raise
+            raise UsageError(f"--model {args.model_name}: no tokenizer found for it ({err}); pass --tokenizer "
+                             "with a tokenizer.json or a local model directory") from None
+    # padding/truncation settings saved with a tokenizer would change the ids we compute: off
+    tok.no_padding()
+    tok.no_truncation()
+    return tok, spec, hashlib.sha256(tok.to_str().encode()).hexdigest()
+
+
+def _auto_tokenizer(spec):
+    if not os.path.isdir(str(spec)):
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        auto = AutoTokenizer.from_pretrained(spec, local_files_only=True, use_fast=True)
+    except Exception:  # any loader failure means "no usable tokenizer here"; the caller says so
+        return None
+    return getattr(auto, "backend_tokenizer", None)
+
+
+def _cache_dir(args, tokenizer_sha, seed, val_size, test_size) -> str:
+    if getattr(args, "instruction_cache_dir", None):
+        return args.instruction_cache_dir
+    from trainer.data_setup import cache_root
+
+    key = json.dumps([ni_tasks.FORMAT_VERSION, tokenizer_sha, seed, val_size, test_size, ni_tasks.TEMPLATE])
+    return os.path.join(cache_root(), "instructions", hashlib.sha256(key.encode()).hexdigest()[:12])
+
+
+def load_tasks(args, tokenizer, tokenizer_sha):
+    """([TaskData], task dir, cache dir) for the flags; every missing file is a UsageError."""
+    val_size = int(getattr(args, "instruction_val_size", 100))
+    test_size = int(getattr(args, "instruction_test_size", 100))
+    seed = int(getattr(args, "instruction_split_seed", 0))
+    for flag, value in (("--instruction_val_size", val_size), ("--instruction_test_size", test_size)):
+        if value < 1:
+            raise UsageError(f"{flag} {value}: must be at least 1 (methods and results need val and test examples)")
+    task_dir = ni_tasks.resolve_task_dir(args.train_data_dir)
+    default_used = not args.slice_list
+    names = args.slice_list or ni_tasks.DEFAULT_SLICE_LIST
+    found = ni_tasks.resolve_tasks(task_dir, names, default_used)
+    if args.k is not None and args.k != len(found):
+        raise UsageError(f"--k {args.k} does not match the {len(found)} tasks of --slice_list")
+    cache_dir = _cache_dir(args, tokenizer_sha, seed, val_size, test_size)
+    tasks = [ni_tasks.load_or_build(group, stem, path, tokenizer, tokenizer_sha, cache_dir, seed, val_size, test_size)
+             for group, stem, path in found]
+    return tasks, task_dir, cache_dir
+
+
+def build_instruction_data(args):
+    """The DataBundle of an instruction-task run (checks everything before the run directory exists)."""
+    from data.tokenization import eos_id, vocab_size
+    from trainer.data_setup import DataBundle
+
+    tokenizer, spec, tokenizer_sha = load_tokenizer_for(args)
+    pad = eos_id(tokenizer)
+    tasks, task_dir, cache_dir = load_tasks(args, tokenizer, tokenizer_sha)
+    L = args.context_length
+    truncate_left = bool(getattr(args, "truncate_left", False))
+    splits, sizes, dropped = {}, {}, {}
+    for t in tasks:
+        splits[t.group] = {}
+        for split in ("train", "val", "test"):
+            ex, n_drop = select_examples(t.ids, t.starts, t.answer_start, t.split[split], L, truncate_left)
+            if len(ex) == 0:
+                raise UsageError(f"task {t.group}: none of its {len(t.split[split])} {split} examples fits "
+                                 f"--context_length {L}; raise --context_length or pass --truncate_left")
+            splits[t.group][split] = ex
+            if n_drop:
+                dropped.setdefault(t.group, {})[split] = n_drop
+        sizes[t.group] = {s: len(e) for s, e in splits[t.group].items()}
+    _report(tasks, sizes, dropped, L, truncate_left, cache_dir)
+    groups = [t.group for t in tasks]
+    train_on_prompt = bool(getattr(args, "train_on_prompt", False))
+
+    def make_sampler(weights):
+        return InstructionSampler({g: splits[g]["train"] for g in groups}, args.batch_size, args.selection_seed,
+                                  sampling=args.sampling, weights=weights, pad_id=pad,
+                                  train_on_prompt=train_on_prompt)
+
+    def eval_source(split, group, max_rows):
+        return eval_arrays(splits[group][split], max_rows, pad)
+
+    info = {"task_dir": os.path.abspath(task_dir), "task_files": {t.group: t.meta["task_file"] for t in tasks},
+            "tokenizer": str(spec), "tokenizer_sha256": tokenizer_sha, "vocab_size": vocab_size(tokenizer),
+            "pad_id": pad, "cache_dir": os.path.abspath(cache_dir), "template": ni_tasks.TEMPLATE,
+            "examples": sizes, "dropped_too_long": dropped,
+            "skipped_no_output": {t.group: t.meta["skipped_no_output"] for t in tasks},
+            "loss_on": "prompt and answer" if train_on_prompt else "answer only"}
+    return DataBundle(groups, vocab_size(tokenizer), make_sampler, eval_source, info)
+
+
+def _report(tasks, sizes, dropped, L, truncate_left, cache_dir):
+    """One line per kind of surprise (small tasks, long examples), not one per example."""
+    print(f"instruction tasks ({len(tasks)}; cache {cache_dir}): "
+          + ", ".join(f"{g} {s['train']}/{s['val']}/{s['test']}" for g, s in sizes.items())
+          + " train/val/test examples", flush=True)
+    small = [t for t in tasks if t.meta["sizes_reduced"]]
+    if small:
+        print(f"note: {len(small)} task(s) have fewer than 2x(val+test) instances, so their val/test splits "
+              "were shrunk to keep half for training: "
+              + ", ".join(f"{t.group} ({t.meta['n_usable']} instances: {len(t.split['val'])} val, "
+                          f"{len(t.split['test'])} test)" for t in small), flush=True)
+    if dropped:
+        what = "whose answer cannot fit" if truncate_left else f"longer than --context_length {L}"
+        print(f"note: dropped examples {what}: "
+              + ", ".join(f"{g} " + "/".join(f"{n} {s}" for s, n in d.items()) for g, d in dropped.items()),
+              flush=True)

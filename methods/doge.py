@@ -1,0 +1,201 @@
+"""DoGE (Fan et al. 2024) as the paper's code ran it, minus its defects; reference/paper-repo.md 4.8.
+
+The proxy run samples its batches from a fixed mixture (stratified = uniform, the paper's setting) and
+learns domain weights w (start 1/k) by gradient alignment. Per step s:
+- l_j = mean token loss of group j's sequences in the train batch (groups present in it);
+- l_val = mean token loss of a validation batch of --doge_val_batch_size windows drawn by the run's
+  `val_batch(n, s)` service: stratified over the groups, so the target is the uniform mixture of the
+  groups (the paper drew from the concatenated validation set, so its target followed the val-set
+  sizes: defect 9);
+- g_j = grad l_j, g_val = grad l_val (torch.autograd.grad, flat float32 vectors on the run's device),
+  each clipped to norm 1 as in the paper;
+- score_j = lr_s <g_j, g_val> / (mean_j |g_j| + 1e-6), clipped to [0, 5 lr_s] (lr_s = the learning rate
+  of this update; the mean runs over the groups present; an absent group scores 0);
+- w <- softmax(log w + score / doge_mu) (no smoothing, as in the paper; log w is what is stored, so a
+  weight that underflows can still recover);
+- the parameter gradient is set to sum_j w_j g_j (the updated w) and the detached mean token loss is
+  returned, so the loop skips backward (methods/base.py) and clips and steps as usual;
+- the running sum of w (the averaged weights = mean over all steps, the run's output).
+
+Analysis window (the last --doge_break_step_average steps before --break_steps, or before the end):
+the validation gradient of each group i is computed too (k more backward passes) and the k x k matrix
+matrix[i][j] = <g_val,i, g_j> is recorded (rows = validation group, columns = trained group; 0 where a
+group is missing from a batch). The score still uses the mixed g_val (the paper's analysis mode
+averaged over the train axis: defect 9).
+
+Gradient accumulation cannot be honoured (the per-group gradients need the whole batch at once), so
+--gradient_accumulation_steps > 1 is refused. Without --doge_val_batch_size the validation batch has
+--batch_size windows (our default; the paper's scripts give 2 for k=2 and 4 otherwise).
+
+Records: `history` = the window's steps {"step" (the step whose batches were measured, before its
+update), "weights" (after), "scores", "matrix"}; `trajectory` = every --log_every steps {"step"
+(updates done), "weights", "scores"}. Artefact `doge.json`: {"groups", "orientation", "settings",
+"updates", "average_weights", "final_weights", "history", "trajectory"}.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from errors import UsageError
+from methods.base import MixingMethod, Mixture
+from methods.doremi import analysis_window, as_dict, require_positive
+
+ORIENTATION = "rows = validation (evaluated) group, columns = trained group"
+SCORE_EPS = 1e-6
+SCORE_CAP = 5.0  # scores are clipped to [0, SCORE_CAP * lr]
+
+
+def flat_grad(loss: torch.Tensor, params: list, retain: bool) -> torch.Tensor:
+    """The gradient of `loss` as one float32 vector, clipped to norm 1 (as the paper clipped each)."""
+    grads = torch.autograd.grad(loss, params, retain_graph=retain, allow_unused=True)
+    flat = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1).float() for g, p in zip(grads, params)])
+    norm = flat.norm()
+    if norm > 1.0:
+        flat = flat / norm
+    return flat
+
+
+def group_means(losses: torch.Tensor, mask: torch.Tensor, gid: torch.Tensor, k: int) -> dict:
+    """{group index: mean token loss (a graph-carrying scalar)} for the groups present."""
+    out = {}
+    for j in range(k):
+        rows = gid == j
+        if bool(rows.any()):
+            out[j] = (losses[rows] * mask[rows]).sum() / mask[rows].sum().clamp_min(1.0)
+    return out
+
+
+class DogeMethod(MixingMethod):
+    """DoGE proxy run. Flags: --doge_mu (temperature; 0.01, full setting 0.1), --doge_val_batch_size,
+    --doge_break_step_average (analysis window), --log_every (spacing of `trajectory`)."""
+
+    name = "doge"
+
+    def __init__(self, groups: list, args: Any, total_steps: int, initial_weights: Optional[np.ndarray] = None):
+        super().__init__(groups, args, total_steps, initial_weights=initial_weights)  # sampling mixture
+        who = "--doge"
+        accum = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
+        if accum > 1:
+            raise UsageError(f"{who}: --gradient_accumulation_steps {accum} is not supported: DoGE computes one "
+                             "gradient per group on the whole batch; use --gradient_accumulation_steps 1 (lower "
+                             "--batch_size if memory is short)")
+        self.mu = require_positive(getattr(args, "doge_mu", 0.01), "--doge_mu", who, allow_zero=False)
+        val_bs = getattr(args, "doge_val_batch_size", None)
+        val_bs = getattr(args, "batch_size", None) if val_bs is None else val_bs
+        if val_bs is None or int(val_bs) < 1:
+            raise UsageError(f"{who}: --doge_val_batch_size must be a positive number of validation windows "
+                             "(the paper's scripts: 2 for two groups, 4 otherwise)")
+        self.val_batch_size = int(val_bs)
+        self.log_every = max(1, int(getattr(args, "log_every", 10) or 10))
+        self.window = analysis_window(args, self.total_steps)
+        self.log_weights = np.full(self.k, -np.log(self.k))
+        self.scores = np.zeros(self.k)
+        self.weight_sum = np.zeros(self.k)
+        self.updates = 0
+        self.history: list = []
+        self.trajectory: list = []
+
+    @property
+    def domain_weights(self) -> np.ndarray:
+        w = np.exp(self.log_weights - self.log_weights.max())
+        return w / w.sum()
+
+    def mixture(self, step: int) -> Mixture:
+        return Mixture(self.weights.copy())
+
+    def training_loss(self, model, batch, ctx):
+        if ctx.num_micro_batches > 1:
+            raise UsageError("--doge: gradient accumulation is not supported; use --gradient_accumulation_steps 1")
+        if ctx.val_batch is None:
+            raise UsageError("--doge needs validation data (the val split of every group) for its target gradient")
+        params = [p for p in model.parameters() if p.requires_grad]
+        losses, mask = ctx.token_losses(model, batch)
+        train = group_means(losses, mask, batch["group_ids"].long(), self.k)
+        present = sorted(train)
+        # the train graph is kept until the last group's gradient has been taken
+        train_grads = torch.stack([flat_grad(train[j], params, retain=n < len(present) - 1)
+                                   for n, j in enumerate(present)])
+
+        val = ctx.val_batch(self.val_batch_size, ctx.step)
+        vlosses, vmask = ctx.token_losses(model, val)
+        in_window = self.window[0] <= ctx.step < self.window[1]
+        matrix = None
+        if in_window:  # k extra backward passes: only in the analysis window
+            matrix = np.zeros((self.k, self.k))
+            for i, loss_i in group_means(vlosses, vmask, val["group_ids"].long(), self.k).items():
+                g = flat_grad(loss_i, params, retain=True)  # one row at a time keeps memory at k + 2 vectors
+                matrix[i, present] = (train_grads @ g).double().cpu().numpy()
+                del g
+        val_loss = (vlosses * vmask).sum() / vmask.sum().clamp_min(1.0)
+        g_val = flat_grad(val_loss, params, retain=False)
+
+        lr = float(ctx.lr)
+        denom = float(train_grads.norm(dim=1).mean()) + SCORE_EPS
+        dots = (train_grads @ g_val).double().cpu().numpy()
+        self.scores = np.zeros(self.k)
+        self.scores[present] = np.clip(lr * dots / denom, 0.0, SCORE_CAP * lr)
+        z = self.log_weights + self.scores / self.mu
+        self.log_weights = z - (z.max() + np.log(np.exp(z - z.max()).sum()))  # log-softmax, stays finite
+        w = self.domain_weights
+
+        combined = torch.as_tensor(w[present], dtype=train_grads.dtype, device=train_grads.device) @ train_grads
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = combined[offset:offset + n].view_as(p).to(p.dtype).clone()
+            offset += n
+        self._record(ctx.step, w, matrix)
+        with torch.no_grad():
+            return (losses * mask).sum() / mask.sum().clamp_min(1.0)
+
+    def _record(self, measured: int, w: np.ndarray, matrix) -> None:
+        self.weight_sum += w
+        self.updates += 1
+        done = measured + 1
+        if matrix is not None:
+            self.history.append({"step": measured, "weights": w.tolist(), "scores": self.scores.tolist(),
+                                 "matrix": matrix.tolist()})
+        if done % self.log_every == 0 or done == self.total_steps:
+            self.trajectory.append({"step": done, "weights": w.tolist(), "scores": self.scores.tolist()})
+
+    def average_weights(self) -> np.ndarray:
+        if self.updates == 0:
+            return self.domain_weights
+        avg = self.weight_sum / self.updates
+        return avg / avg.sum()
+
+    # -- what the loop records ----------------------------------------------------------------------
+    def log_values(self) -> dict:
+        return {"domain_weights": as_dict(self.groups, self.domain_weights),
+                "average_weights": as_dict(self.groups, self.average_weights()),
+                "scores": as_dict(self.groups, self.scores)}
+
+    def artifacts(self) -> dict:
+        settings = {"doge_mu": self.mu, "val_batch_size": self.val_batch_size,
+                    "sampling_weights": self.weights.tolist(), "analysis_window": list(self.window),
+                    "total_steps": self.total_steps}
+        return {"doge.json": {"groups": self.groups, "orientation": ORIENTATION, "settings": settings,
+                              "updates": self.updates,
+                              "average_weights": as_dict(self.groups, self.average_weights()),
+                              "final_weights": as_dict(self.groups, self.domain_weights),
+                              "history": self.history, "trajectory": self.trajectory}}
+
+    def state_dict(self) -> dict:
+        return {"groups": self.groups, "sampling_weights": self.weights.tolist(),
+                "log_weights": self.log_weights.tolist(), "scores": self.scores.tolist(),
+                "weight_sum": self.weight_sum.tolist(), "updates": self.updates,
+                "history": self.history, "trajectory": self.trajectory}
+
+    def load_state_dict(self, state: dict) -> None:
+        if list(state.get("groups", self.groups)) != self.groups:
+            raise UsageError(f"DoGE state is for groups {state['groups']}, the run has {self.groups}")
+        self.weights = np.asarray(state["sampling_weights"], dtype=np.float64)
+        self.log_weights = np.asarray(state["log_weights"], dtype=np.float64)
+        self.scores = np.asarray(state["scores"], dtype=np.float64)
+        self.weight_sum = np.asarray(state["weight_sum"], dtype=np.float64)
+        self.updates = int(state["updates"])
+        self.history = list(state["history"])
+        self.trajectory = list(state["trajectory"])

@@ -1,0 +1,207 @@
+"""DoReMi (Xie et al. 2023) as the paper's code ran it, minus its defects; reference/paper-repo.md 4.7.
+
+The proxy run samples its batches from a fixed mixture q (stratified = uniform, the paper's setting;
+--proportions is honoured) and keeps domain weights w (start 1/k) that it learns online.
+
+Per step, from all micro-batches of the step together:
+- l_j = mean token loss of the proxy on the step's sequences of group j, r_j = the same for the frozen
+  reference model (a stratified run saved with --save_model, loaded once, under no_grad);
+- excess e_j = max(l_j - r_j, 0) for the groups present; an absent group keeps its previous e_j;
+- log w += doremi_mu * e, softmax, then smoothing w = (1 - 1e-3) w + 1e-3 / k;
+- the running sum of w (the averaged weights = mean of w over all update steps, the run's output).
+
+Training objective and its normalisation. Each scored token of group g is weighted by w_g / q_g and
+the weighted token losses are averaged over the batch's scored tokens:
+    loss = (1/N) sum_t (w_g(t) / q_g(t)) loss_t = sum_j (n_j / (N q_j)) w_j l_j,
+an unbiased estimate of sum_j w_j E_j[loss] (E[n_j / N] = q_j), equal to sum_j w_j l_j whenever the
+batch holds each group in proportion q (always the case for stratified batches whose size k divides:
+the sampler's exact largest-remainder composition). Being a token mean, it splits over micro-batches
+exactly as the loop's share scaling assumes, so gradient accumulation gives the same update as one
+big batch (the paper's code dropped every micro-batch but the last: defect 8).
+
+Gradient accumulation and timing. Every micro-batch of step s is weighted with the same w (the one in
+force when the step started); the losses of all micro-batches are accumulated and w is updated once,
+in `after_step`. So w_s is computed from the excess of step s - 1 (the paper updated w first and used
+it in the same step: a one-step lag, negligible at mu = 0.01, that makes the update independent of how
+the batch is split). The paper's per-group gradient clipping is replaced by the loop's clip of the
+whole gradient to norm 1.
+
+Records. `history`: every step of the analysis window (the last --doge_break_step_average steps before
+--break_steps, or before the end without it): {"step" (the step whose batch was measured, before its
+update), "excess", "weights" (after the update)}; analysis/fidelity.py averages diag(excess) over it.
+`trajectory`: every --log_every steps {"step" (updates done), "excess", "weights"}.
+Artefact `doremi.json`: {"groups", "settings", "updates", "average_weights": {g: w}, "final_weights":
+{g: w}, "history", "trajectory"}; `--proportions_file <run>/doremi.json` reads its average_weights.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from errors import UsageError
+from methods.base import MixingMethod, Mixture
+
+SMOOTHING = 1e-3  # the paper's mixing with uniform after every update
+
+
+def analysis_window(args: Any, total_steps: int) -> tuple:
+    """[start, end): the steps whose measurements are kept in full for the parameter analysis."""
+    end = getattr(args, "break_steps", None)
+    end = int(total_steps) if end is None or int(end) > total_steps else int(end)
+    n = max(0, int(getattr(args, "doge_break_step_average", 5) or 0))
+    return max(0, end - n), end
+
+
+def per_group_sums(values: torch.Tensor, group_ids: torch.Tensor, k: int) -> np.ndarray:
+    """Sum of per-sequence `values` (B,) by group, as float64 numpy (k,)."""
+    out = torch.zeros(k, dtype=torch.float64, device=values.device)
+    out.index_add_(0, group_ids.long(), values.detach().double())
+    return out.cpu().numpy()
+
+
+def require_positive(value, flag: str, who: str, allow_zero: bool = True) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise UsageError(f"{who}: {flag} must be a finite number {bound}, got {value}")
+    return value
+
+
+def as_dict(groups, values) -> dict:
+    return {g: float(v) for g, v in zip(groups, values)}
+
+
+class DoremiMethod(MixingMethod):
+    """DoReMi proxy run. Flags: --doremi_reference_model_path (run dir saved with --save_model, or its
+    model/ folder), --doremi_mu (step size of the exponentiated update; the paper's scripts use 0.01),
+    --doge_break_step_average (steps kept in `history`), --log_every (spacing of `trajectory`)."""
+
+    name = "doremi"
+
+    def __init__(self, groups: list, args: Any, total_steps: int, initial_weights: Optional[np.ndarray] = None):
+        # self.weights (the base class's) is the sampling mixture q, uniform unless given.
+        super().__init__(groups, args, total_steps, initial_weights=initial_weights)
+        who = "--doremi"
+        path = getattr(args, "doremi_reference_model_path", None)
+        if not path:
+            raise UsageError(f"{who}: --doremi_reference_model_path is required: train the reference first, a "
+                             "stratified run of the same model with --save_model (e.g. scripts/<setting>/"
+                             "stratified.sh), and pass its run directory or its model/ folder")
+        if not os.path.exists(path):  # fail before the run directory is created, not at step 0
+            raise UsageError(f"{who}: --doremi_reference_model_path {path} does not exist; pass the run directory "
+                             "of a stratified run saved with --save_model, or its model/ folder")
+        self.reference_path = str(path)
+        self.mu = require_positive(getattr(args, "doremi_mu", 1.0), "--doremi_mu", who)
+        self.log_every = max(1, int(getattr(args, "log_every", 10) or 10))
+        self.window = analysis_window(args, self.total_steps)
+        self.domain_weights = np.full(self.k, 1.0 / self.k)
+        self.excess = np.zeros(self.k)
+        self.weight_sum = np.zeros(self.k)
+        self.updates = 0
+        self.history: list = []
+        self.trajectory: list = []
+        self._reference = None  # loaded lazily, never part of the state
+        self._reset_step()
+
+    def _reset_step(self):
+        """Accumulators of the current step over its micro-batches (empty between steps, hence not
+        part of the state: checkpoints are taken after `after_step`)."""
+        self._proxy_sum = np.zeros(self.k)
+        self._ref_sum = np.zeros(self.k)
+        self._tokens = np.zeros(self.k)
+
+    # -- the loop's hooks ---------------------------------------------------------------------------
+    def mixture(self, step: int) -> Mixture:
+        return Mixture(self.weights.copy())
+
+    def reference_model(self, ctx):
+        if self._reference is None:
+            load = (ctx.services or {}).get("load_model")
+            if load is None:
+                raise RuntimeError("DoReMi needs the 'load_model' service (trainer/build.py provides it)")
+            self._reference = load(self.reference_path)
+        return self._reference
+
+    def training_loss(self, model, batch, ctx):
+        losses, mask = ctx.token_losses(model, batch)
+        with torch.no_grad():
+            ref_losses, _ = ctx.token_losses(self.reference_model(ctx), batch)
+        gid = batch["group_ids"].long()
+        self._proxy_sum += per_group_sums((losses.detach() * mask).sum(1), gid, self.k)
+        self._ref_sum += per_group_sums((ref_losses * mask).sum(1), gid, self.k)
+        self._tokens += per_group_sums(mask.sum(1), gid, self.k)
+        # w_g / q_g per token (see the module docstring); q_g > 0 for every group that can be drawn
+        scale = np.divide(self.domain_weights, self.weights, out=np.zeros(self.k), where=self.weights > 0)
+        seq_scale = torch.as_tensor(scale, dtype=losses.dtype, device=losses.device)[gid]
+        return (losses * mask * seq_scale[:, None]).sum() / mask.sum().clamp_min(1.0)
+
+    def after_step(self, step: int, ctx) -> None:
+        present = self._tokens > 0
+        if present.any():
+            proxy = np.where(present, self._proxy_sum / np.maximum(self._tokens, 1), np.nan)
+            ref = np.where(present, self._ref_sum / np.maximum(self._tokens, 1), np.nan)
+            self.excess = np.where(present, np.maximum(proxy - ref, 0.0), self.excess)
+        self._reset_step()
+        self.domain_weights = self.update(self.domain_weights, self.excess, self.mu)
+        self.weight_sum += self.domain_weights
+        self.updates += 1
+        measured = step - 1
+        if self.window[0] <= measured < self.window[1]:
+            self.history.append({"step": measured, "excess": self.excess.tolist(),
+                                 "weights": self.domain_weights.tolist()})
+        if step % self.log_every == 0 or step == self.total_steps:
+            self.trajectory.append({"step": step, "excess": self.excess.tolist(),
+                                    "weights": self.domain_weights.tolist()})
+
+    @staticmethod
+    def update(weights: np.ndarray, excess: np.ndarray, mu: float) -> np.ndarray:
+        """Exponentiated update in the log domain, softmax, smoothing with uniform (float64)."""
+        z = np.log(weights) + mu * np.asarray(excess, np.float64)
+        z -= z.max()
+        w = np.exp(z)
+        w /= w.sum()
+        k = w.size
+        return (1.0 - SMOOTHING) * w + SMOOTHING / k
+
+    def average_weights(self) -> np.ndarray:
+        if self.updates == 0:
+            return self.domain_weights.copy()
+        avg = self.weight_sum / self.updates
+        return avg / avg.sum()
+
+    # -- what the loop records ----------------------------------------------------------------------
+    def log_values(self) -> dict:
+        return {"domain_weights": as_dict(self.groups, self.domain_weights),
+                "average_weights": as_dict(self.groups, self.average_weights()),
+                "excess": as_dict(self.groups, self.excess)}
+
+    def artifacts(self) -> dict:
+        settings = {"doremi_mu": self.mu, "smoothing": SMOOTHING, "reference": self.reference_path,
+                    "sampling_weights": self.weights.tolist(), "analysis_window": list(self.window),
+                    "total_steps": self.total_steps}
+        return {"doremi.json": {"groups": self.groups, "settings": settings, "updates": self.updates,
+                                "average_weights": as_dict(self.groups, self.average_weights()),
+                                "final_weights": as_dict(self.groups, self.domain_weights),
+                                "history": self.history, "trajectory": self.trajectory}}
+
+    def state_dict(self) -> dict:
+        return {"groups": self.groups, "sampling_weights": self.weights.tolist(),
+                "domain_weights": self.domain_weights.tolist(), "excess": self.excess.tolist(),
+                "weight_sum": self.weight_sum.tolist(), "updates": self.updates,
+                "history": self.history, "trajectory": self.trajectory}
+
+    def load_state_dict(self, state: dict) -> None:
+        if list(state.get("groups", self.groups)) != self.groups:
+            raise UsageError(f"DoReMi state is for groups {state['groups']}, the run has {self.groups}")
+        self.weights = np.asarray(state["sampling_weights"], dtype=np.float64)
+        self.domain_weights = np.asarray(state["domain_weights"], dtype=np.float64)
+        self.excess = np.asarray(state["excess"], dtype=np.float64)
+        self.weight_sum = np.asarray(state["weight_sum"], dtype=np.float64)
+        self.updates = int(state["updates"])
+        self.history = list(state["history"])
+        self.trajectory = list(state["trajectory"])
+        self._reset_step()

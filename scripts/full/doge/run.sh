@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# DoGE (Fan et al. 2024): full (arxiv book c4 cc github stackexchange wikipedia; k=7), pythia-160m from scratch, every seed of SEEDS.
+# Usage: SLIMPAJAMA_DIR=/path/to/data [OUTPUT_DIR=./output] [SEEDS="0 1"] bash scripts/full/doge/run.sh [extra main.py flags]
+# Stages per seed: proxy run learning domain weights by the alignment of each group's gradient
+# with the (uniform-mixture) validation gradient (methods/doge.py) -> final static run on the
+# proxy's averaged weights.
+# Proxy (paper): batch 4 + validation batch 4, --doge_mu 0.1, num_ckpts 4, eval batch 8.
+# Outputs: $OUTPUT_DIR/full/doge_proxy_seed<S>/doge.json, $OUTPUT_DIR/full/doge_final_seed<S>.
+# Environment and resumption: scripts/lib/common.sh.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$HERE/../../lib/common.sh"
+setting full
+
+for SEED in $SEED_LIST; do
+  train "$OUT" "doge_proxy_seed$SEED" "${COMMON[@]}" --doge "${DOGE_PROXY[@]}" --custom_name doge_proxy \
+    --selection_seed "$SEED" "$@"
+  need "$OUT/doge_proxy_seed$SEED/doge.json" "the proxy run's learned weights"
+  train "$OUT" "doge_final_seed$SEED" "${COMMON[@]}" --sample_rule mixture \
+    --proportions_file "$OUT/doge_proxy_seed$SEED/doge.json" --num_ckpts "$FINAL_CKPTS" --custom_name doge_final \
+    --selection_seed "$SEED" "$@"
+done

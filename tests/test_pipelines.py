@@ -1,0 +1,250 @@
+"""The baseline pipelines (scripts/<setting>/...): every setting's control flow and flags with a stub
+interpreter (cheap: no training), then the two-group pipelines end to end on real tiny runs (marked
+slow: ~6 s of imports per main.py call)."""
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETTINGS = {
+    "arxiv_stackexchange": ["arxiv", "stackexchange"],
+    "github_c4": ["github", "c4"],
+    "book_stackexchange": ["book", "stackexchange"],
+    "arxiv_book_stackexchange": ["arxiv", "book", "stackexchange"],
+    "cc_github_wikipedia": ["cc", "github", "wikipedia"],
+    "full": ["arxiv", "book", "c4", "cc", "github", "stackexchange", "wikipedia"],
+}
+PIPELINES = ["stratified.sh", "sweep/run.sh", "dml/run.sh", "skillit/run.sh", "doremi/run.sh", "doge/run.sh"]
+DYNAMIC = ["arxiv_stackexchange", "arxiv_book_stackexchange"]
+
+# Stands in for `python` (bash: a Python stub's start-up would dominate the test): logs its argv
+# (unit separator between arguments, record separator after each call) and writes what each stage's
+# successor reads.
+STUB = r"""#!/usr/bin/env bash
+printf '%s\037' "$@" >> "$STUB_LOG"
+printf '\036' >> "$STUB_LOG"
+ARGS=("$@")
+last() {
+  local v="" prev="" a
+  for a in "${ARGS[@]}"; do [[ $prev == "$1" ]] && v=$a; prev=$a; done
+  printf '%s' "$v"
+}
+has() { local a; for a in "${ARGS[@]}"; do [[ $a == "$1" ]] && return 0; done; return 1; }
+if [[ $(basename "$1") == main.py ]]; then
+  run="$(last --output_dir)/$(last --run_name)"
+  mkdir -p "$run"
+  if has --save_model; then mkdir -p "$run/model"; fi
+  if has --doremi; then echo '{"average_weights": [1]}' > "$run/doremi.json"; fi
+  if has --doge; then echo '{"average_weights": [1]}' > "$run/doge.json"; fi
+  echo '{"status": "complete"}' > "$run/results.json"
+else
+  out=$(last --output)
+  mkdir -p "$(dirname "$out")"
+  if [[ $2 == cover ]]; then
+    k=$(last --k)
+    if [[ -n $(last --grid) ]]; then
+      awk -v g="$(last --grid)" 'BEGIN { n = int(1 / g + 1.5); for (i = 0; i < n; i++) printf "%.6f,%.6f\n", i / (n - 1), 1 - i / (n - 1) }' > "${out%.json}.txt"
+    else
+      for ((i = 0; i < $(last --n); i++)); do
+        row=""; for ((j = 0; j < k; j++)); do row+="${row:+,}0.$((i + j + 1))"; done; echo "$row"
+      done > "${out%.json}.txt"
+    fi
+    echo '[]' > "$out"
+  else
+    echo "{\"command\": \"$2\"}" > "$out"
+  fi
+fi
+"""
+
+
+def run_script(path, env, extra=()):
+    return subprocess.run(["bash", path, *extra], env=env, capture_output=True, text=True, timeout=600)
+
+
+def flag(argv, name):
+    """The value main.py would see for `name` (argparse: the last occurrence wins)."""
+    hits = [i for i, a in enumerate(argv) if a == name]
+    return argv[hits[-1] + 1] if hits else None
+
+
+def values(argv, name):
+    i = max(i for i, a in enumerate(argv) if a == name)
+    out = []
+    for a in argv[i + 1:]:
+        if a.startswith("--"):
+            break
+        out.append(a)
+    return out
+
+
+@pytest.fixture
+def stub_env(tmp_path):
+    stub = tmp_path / "python"
+    stub.write_text(STUB)
+    stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
+    env = dict(os.environ, PYTHON=str(stub), STUB_LOG=str(tmp_path / "log"), SLIMPAJAMA_DIR="/data/sp",
+               OUTPUT_DIR=str(tmp_path / "out"), SEEDS="0")
+    return env, tmp_path
+
+
+def calls(tmp_path, clear=True):
+    """(main.py argvs, fitting subcommands) logged by the stub since the last call."""
+    path = tmp_path / "log"
+    rows = [r.split("\x1f")[:-1] for r in path.read_text().split("\x1e")[:-1]] if path.exists() else []
+    if clear and path.exists():
+        path.unlink()
+    return [r for r in rows if os.path.basename(r[0]) == "main.py"], [r[1] for r in rows if r[0].endswith("fitting.py")]
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_every_pipeline_with_a_stub(stub_env, setting):
+    env, tmp = stub_env
+    groups, k, full = SETTINGS[setting], len(SETTINGS[setting]), setting == "full"
+    steps = "40000" if full else "5000"
+    out = os.path.join(env["OUTPUT_DIR"], setting)
+    for name in PIPELINES + (["sweep/dynamic.sh"] if setting in DYNAMIC else []):
+        path = os.path.join(ROOT, "scripts", setting, name)
+        assert os.access(path, os.X_OK), path
+        res = run_script(path, env, ["--num_threads", "1"])
+        assert res.returncode == 0, (name, res.stderr)
+        runs, fits = calls(tmp)
+        for argv in runs:  # the common flags, the user's flags last, one seed
+            assert argv[-2:] == ["--num_threads", "1"], (name, argv)
+            assert values(argv, "--slice_list") == groups and flag(argv, "--train_data_dir") == "/data/sp"
+            assert flag(argv, "--model") == "EleutherAI/pythia-160m" and flag(argv, "--lr") == "0.0005"
+            assert flag(argv, "--selection_seed") == "0" and flag(argv, "--context_length") == "2048"
+            assert flag(argv, "--max_steps") == steps
+        names = [os.path.relpath(os.path.join(flag(a, "--output_dir"), flag(a, "--run_name")), out) for a in runs]
+        if name == "stratified.sh":
+            assert names == ["stratified_seed0"] and "--save_model" in runs[0]
+        elif name == "sweep/run.sh":
+            # k=2: 11 grid points minus the uniform one (the stratified run); k>=3: SWEEP_POINTS=10
+            assert names == [f"sweep_seed0/mix{i:02d}" for i in range(1, 12) if k > 2 and i <= 10 or k == 2 and i != 6]
+            assert fits == ["cover", "best"] and os.path.isfile(os.path.join(out, "grid_seed0.json"))
+        elif name == "dml/run.sh":
+            assert names == ["dml_final_seed0"] and fits == ["linreg"]  # the sweep is reused
+            assert flag(runs[0], "--proportions_file") == os.path.join(out, "dml_fit_seed0.json")
+        elif name == "skillit/run.sh":
+            assert names == [f"skillit_graph_seed0/onehot_{g}" for g in groups] + ["skillit_seed0"]
+            for i, argv in enumerate(runs[:k]):
+                assert [float(x) for x in values(argv, "--proportions")] == [float(i == j) for j in range(k)]
+            online = runs[-1]
+            assert flag(online, "--update_steps") == ("400" if full else "500") and flag(online, "--eta") == "0.2"
+            assert flag(online, "--graph_path") == os.path.join(out, "skillit_graph_seed0", "graph.json")
+        elif name == "doremi/run.sh":
+            assert names == ["doremi_proxy_seed0", "doremi_final_seed0"]  # the reference is the stratified run
+            proxy, final = runs
+            assert flag(proxy, "--doremi_reference_model_path") == os.path.join(out, "stratified_seed0")
+            assert flag(proxy, "--gradient_accumulation_steps") == (None if full else "2")
+            assert flag(proxy, "--batch_size") == "8" and flag(proxy, "--max_steps") == steps
+            assert flag(final, "--proportions_file") == os.path.join(out, "doremi_proxy_seed0", "doremi.json")
+            assert flag(final, "--custom_name") == "doremi_final"
+        elif name == "doge/run.sh":
+            proxy, final = runs
+            expect = ("4", "4", "0.1") if full else (("6", "2", "0.01") if k == 2 else ("4", "4", "0.01"))
+            assert (flag(proxy, "--batch_size"), flag(proxy, "--doge_val_batch_size"), flag(proxy, "--doge_mu")) == expect
+            assert flag(final, "--proportions_file") == os.path.join(out, "doge_proxy_seed0", "doge.json")
+            assert flag(final, "--custom_name") == "doge_final"
+        else:  # dynamic: parents break at 2000, children continue each parent for 100 steps
+            n = 11 if k == 2 else 10
+            parents = [a for a in runs if flag(a, "--break_steps")]
+            children = [a for a in runs if flag(a, "--resume_model_path")]
+            assert len(parents) == n and len(children) == n * n
+            assert {flag(a, "--break_steps") for a in parents} == {"2000"}
+            assert {flag(a, "--remaining_steps") for a in children} == {"100"}
+    # re-running a finished pipeline reuses every stage
+    res = run_script(os.path.join(ROOT, "scripts", setting, "doremi/run.sh"), env)
+    assert res.returncode == 0 and calls(tmp)[0] == [] and "finished earlier" in res.stderr
+
+
+def test_default_seeds_and_missing_data(stub_env):
+    env, tmp = stub_env
+    env.pop("SEEDS")
+    for setting, seeds in (("full", ["0", "1", "2"]), ("github_c4", ["0", "1", "2", "3", "4"])):
+        assert run_script(os.path.join(ROOT, "scripts", setting, "stratified.sh"), env).returncode == 0
+        assert [flag(a, "--selection_seed") for a in calls(tmp)[0]] == seeds
+    env.pop("SLIMPAJAMA_DIR")
+    res = run_script(os.path.join(ROOT, "scripts", "full", "doge", "run.sh"), env)
+    assert res.returncode != 0 and "SLIMPAJAMA_DIR" in res.stderr
+
+
+# -- real runs (tiny model, tiny shards) --------------------------------------------------------------
+TINY = ["--model", "tiny", "--max_steps", "6", "--batch_size", "4", "--context_length", "64", "--num_ckpts", "2",
+        "--max_eval_samples", "4", "--warmup_steps", "1", "--num_threads", "1", "--no_progress",
+        "--slice_list", "arxiv", "stackexchange"]
+
+
+@pytest.fixture(scope="module")
+def real_env(tiny_shards, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipelines")
+    env = dict(os.environ, PYTHON=sys.executable, SLIMPAJAMA_DIR=tiny_shards, OUTPUT_DIR=str(out), SEEDS="0",
+               SWEEP_GRID="0.5", OMP_NUM_THREADS="1", WANDB_MODE="disabled", HF_HUB_OFFLINE="1")
+    return env, os.path.join(str(out), "arxiv_stackexchange")
+
+
+def real(env, name, *extra):
+    res = run_script(os.path.join(ROOT, "scripts", "arxiv_stackexchange", name), env, [*TINY, *extra])
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def load(*parts):
+    with open(os.path.join(*parts)) as fh:
+        return json.load(fh)
+
+
+@pytest.mark.slow
+def test_doremi_pipeline(real_env):
+    env, out = real_env
+    real(env, "doremi/run.sh")
+    assert os.path.isfile(os.path.join(out, "stratified_seed0", "model", "model.safetensors"))
+    learned = load(out, "doremi_proxy_seed0", "doremi.json")
+    assert learned["groups"] == ["arxiv", "stackexchange"] and learned["updates"] == 6 and learned["history"]
+    final = load(out, "doremi_final_seed0", "config.json")
+    assert final["custom_name"] == "doremi_final"
+    assert final["initial_weights"] == pytest.approx(learned["average_weights"])
+    assert load(out, "doremi_final_seed0", "results.json")["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_sweep_and_dml_pipelines(real_env):
+    env, out = real_env
+    real(env, "dml/run.sh")  # runs the sweep (the stratified run is the uniform point), fits, final run
+    assert sorted(os.listdir(os.path.join(out, "sweep_seed0"))) == ["mix01", "mix03", "mixtures.json", "mixtures.txt"]
+    fit = load(out, "dml_fit_seed0.json")
+    final = load(out, "dml_final_seed0", "config.json")
+    assert final["initial_weights"] == pytest.approx(fit["optimal_mixture"])
+    res = real(env, "sweep/run.sh")  # reuses every run, picks the winner
+    assert "[pipeline] run " not in res.stderr
+    assert set(load(out, "grid_seed0.json")["proportions"]) == {"arxiv", "stackexchange"}
+
+
+@pytest.mark.slow
+def test_skillit_pipeline(real_env):
+    env, out = real_env
+    real(env, "skillit/run.sh", "--update_steps", "2")
+    graph = load(out, "skillit_graph_seed0", "graph.json")
+    assert graph["groups"] == ["arxiv", "stackexchange"] and len(graph["graph"]) == 2
+    updates = load(out, "skillit_seed0", "skillit.json")["updates"]
+    assert [u["step"] for u in updates] == [0, 2, 4]
+
+
+@pytest.mark.slow
+def test_doge_pipeline_restarts_an_interrupted_stage(real_env):
+    env, out = real_env
+    crashed = os.path.join(out, "doge_proxy_seed0")
+    os.makedirs(crashed)
+    with open(os.path.join(crashed, "config.json"), "w") as fh:
+        fh.write("{}")  # as if it died before its first checkpoint
+    res = real(env, "doge/run.sh")
+    assert "starting it again" in res.stderr
+    learned = load(out, "doge_proxy_seed0", "doge.json")
+    assert learned["updates"] == 6 and learned["settings"]["val_batch_size"] == 2
+    assert all("matrix" in h for h in learned["history"])
+    final = load(out, "doge_final_seed0", "config.json")
+    assert final["custom_name"] == "doge_final"
+    assert final["initial_weights"] == pytest.approx(learned["average_weights"])
