@@ -11,12 +11,15 @@ class UsageError(Exception):
 
 
 def exit_on_usage_error(fn):
-    """Decorator for CLI `main()` functions: UsageError -> one line on stderr, exit code 2."""
+    """Decorator for CLI `main()` functions: UsageError -> one line on stderr, exit code 2. Warnings
+    are printed as one `warning: ...` line too (Python's default adds the source line)."""
     import functools
     import sys
+    import warnings
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"
         try:
             return fn(*args, **kwargs)
         except UsageError as err:

@@ -50,6 +50,11 @@ def _stats(values):
             "values": v.tolist()}
 
 
+# custom names of runs that only serve a pipeline (scripts/*): a DoReMi/DoGE proxy or a Skill-it
+# graph-learning run is not a method's result and gets no row
+HELPER_RUNS = ("doremi_proxy", "doge_proxy", "skillit_graph")
+
+
 def collect(runs):
     """{label: {setting: [runs]}}, setting labels, skipped counts. Grid search is resolved here."""
     cells, setting_labels, skipped, sweeps = {}, {}, {}, {}
@@ -57,6 +62,8 @@ def collect(runs):
         reason = None
         if run.parent:
             reason = "children of dynamic sweeps"
+        elif run.config.get("custom_name") in HELPER_RUNS:
+            reason = "helper runs of a pipeline (proxies, graph learning)"
         elif run.average_test_perplexity() is None:
             reason = f"runs without test results (status {run.status})"
         if reason:

@@ -1,32 +1,105 @@
-"""Batch composition and per-group order, shared by samplers whose items are not token windows.
+"""Batch composition and per-group order: the mixture rules shared by every sampler.
 
 `BatchComposer` decides WHICH group each of the B rows of a batch comes from; `EpochOrder` decides
-WHICH item of that group comes next. They reproduce `data.sampler.MixtureSampler` exactly (same
-seeds, same PD^2 rule from `data.sampler._pd2_pick`, same carried-error reset on a weight change,
-same multinomial draw), so an instruction-task run composes its batches like a token-window run
-with the same seed and weights. `tests/test_instructions.py` checks this equivalence draw by draw,
-so MixtureSampler can later delegate its composition here without changing any stream.
+WHICH item of that group comes next. `data.sampler.MixtureSampler` (token windows) and
+`data.instruction_sampler.InstructionSampler` (instruction examples) both delegate to them, so an
+instruction-task run composes its batches exactly like a token-window run with the same seed and
+weights (`tests/test_instructions.py` checks this draw by draw).
 
-See data/sampler.py's module docstring for the rule and its guarantees (each exact batch within one
-item of w*B per group; the long-run count within one item of w*N).
+Composition of a batch (how many items per group, for weights w on the simplex and batch size B):
+
+- `sampling="exact"`: per-batch counts are floor(w*B) plus one extra item for r = B - sum(floor)
+  groups, chosen so that the carried error (w*B*n minus the items given, over the n batches drawn
+  since the weights last changed) stays below one item. Each batch is then within 1 item of w*B
+  per group, and long-run counts within 1 item of w*N. Choosing the extras is a Pfair scheduling
+  problem (r processors, task rates frac(w*B)); we use the PD^2 priority rule (Anderson & Srinivasan
+  2000, `pd2_extras`), which is optimal, so the bound holds for every weight vector. (Plain "largest
+  carried error" greedy, Megatron's blended-dataset rule, drifts to ~1.1 items for some weights.)
+  When `set_weights` changes the values the carried error restarts at 0: each mixture phase (an
+  Aioli probe, a Skill-it round) is then exact on its own instead of paying off the previous phase's
+  rounding with the new weights.
+- `sampling="multinomial"`: the group of each row is i.i.d. Categorical(w) (the paper's
+  behaviour). `next(exact=True)` forces the exact rule for one batch (Aioli's probes).
+
+Order within a batch: exact batches are shuffled with the composition RNG (so micro-batches of a
+split batch have the batch's mixture on average, not one group each); multinomial batches keep their
+i.i.d. draw order. Both are deterministic given the seed.
+
+Order within a group (`EpochOrder`): a permutation of its item indices, regenerated from (seed,
+group, epoch), and a cursor. A group that runs out starts its next epoch with a fresh permutation.
+Changing the weights touches neither, so a mixture change never repeats nor skips an item within an
+epoch, and the state that resumes the stream is a few integers per group (permutations are
+regenerated, never saved).
+
+RNGs: one `np.random.Generator` per group and epoch seeded from SeedSequence((seed, 0, crc32(group),
+epoch)), and one for composition draws from (seed, 1, crc32("composition")): stable across processes
+and Python versions (never `hash()`, never the global RNG).
 """
 from __future__ import annotations
 
+import math
+import zlib
 from typing import Optional
 
 import numpy as np
 
-from data.sampler import _name_key, _pd2_pick
 from errors import UsageError
+
+SAMPLING_MODES = ("exact", "multinomial")
+
+_FLOAT_TOL = 1e-9  # relative float slack for floor/ceil of quantities that are integers in exact arithmetic
+
+
+def group_key(name: str) -> int:
+    """Stable integer key of a group name (crc32 of its UTF-8 bytes), used in RNG seeds."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def _tolerant_floor(x: float) -> int:
+    return math.floor(x + _FLOAT_TOL * max(1.0, abs(x)))
+
+
+def _tolerant_ceil(x: float) -> int:
+    return math.ceil(x - _FLOAT_TOL * max(1.0, abs(x)))
+
+
+def pd2_extras(rates: list, given: list, t: int, r: int) -> list:
+    """Indices of the r groups that get an extra item in batch t (0-based within the phase).
+
+    rates: frac(w*B) per group, in [0, 1), summing to r; given: extras each group got in the phase.
+    PD^2: the next unit (subtask i = given+1) of group j is released at floor((i-1)/rate) and due at
+    ceil(i/rate); pick released units by earliest deadline, ties by b-bit (1 first), then by group
+    deadline for heavy rates (>= 1/2, later first), then by larger carried error. Plain Python: for
+    k of a few to a few dozen groups it is several times faster than a dozen tiny numpy calls.
+    """
+    keys = []
+    for j, rate in enumerate(rates):
+        if rate <= 0.0:  # zero rate: never an extra (in particular, zero weight: never drawn)
+            continue
+        i = given[j] + 1
+        deadline = _tolerant_ceil(i / rate)
+        bbit = deadline - _tolerant_floor(i / rate)
+        group_deadline = 0
+        if rate >= 0.5:
+            group_deadline = _tolerant_ceil(_tolerant_ceil(deadline * (1.0 - rate)) / (1.0 - rate))
+        # released units first; float rounding could in principle leave fewer than r released
+        unreleased = _tolerant_floor((i - 1) / rate) > t
+        keys.append((unreleased, deadline, -bbit, -group_deadline, -(rate * t - given[j]), j))
+    keys.sort()
+    return [key[-1] for key in keys[:r]]
+
+
+def check_sampling(sampling: str) -> None:
+    if sampling not in SAMPLING_MODES:
+        raise UsageError(f"--sampling must be 'exact' or 'multinomial', got {sampling!r}")
 
 
 class BatchComposer:
-    """Group index of every row of each batch. `sampling` is "exact" or "multinomial";
-    `next(exact=True)` forces the exact rule for one batch (Aioli's probes)."""
+    """Group index of every row of each batch (see the module docstring). `sampling` is "exact" or
+    "multinomial"; `next(exact=True)` forces the exact rule for one batch (Aioli's probes)."""
 
     def __init__(self, groups: list, batch_size: int, seed: int, sampling: str = "exact", weights=None):
-        if sampling not in ("exact", "multinomial"):
-            raise UsageError(f"--sampling must be 'exact' or 'multinomial', got {sampling!r}")
+        check_sampling(sampling)
         if int(batch_size) != batch_size or batch_size < 1:
             raise UsageError(f"batch size must be a positive integer, got {batch_size}")
         if int(seed) != seed or seed < 0:
@@ -37,9 +110,9 @@ class BatchComposer:
         self.k = len(self.groups)
         self.batch_size = int(batch_size)
         self.sampling = sampling
-        # the same stream as MixtureSampler's composition generator
+        self._group_ids = np.arange(self.k)
         self._rng = np.random.Generator(np.random.PCG64(
-            np.random.SeedSequence([int(seed), 1, _name_key("composition")])))
+            np.random.SeedSequence([int(seed), 1, group_key("composition")])))
         self._weights = np.full(self.k, 1.0 / self.k)
         self._reset_phase()
         if weights is not None:
@@ -47,9 +120,12 @@ class BatchComposer:
 
     @property
     def weights(self) -> np.ndarray:
+        """Current mixture, shape (k,), on the simplex (a copy)."""
         return self._weights.copy()
 
     def set_weights(self, weights) -> None:
+        """Set the mixture (any positive scale; normalized). Changing the values starts a new
+        mixture phase: the exact rule's carried error restarts at 0."""
         w = np.asarray(weights, dtype=np.float64).reshape(-1)
         if w.size != self.k:
             raise ValueError(f"got {w.size} weights for {self.k} groups ({', '.join(self.groups)})")
@@ -58,24 +134,26 @@ class BatchComposer:
         if w.sum() <= 0:
             raise ValueError("weights are all zero; at least one group needs a positive weight")
         w = w / w.sum()
-        if not np.array_equal(w, self._weights):  # a new mixture phase: its own carried error
+        if not np.array_equal(w, self._weights):
             self._weights = w
             self._reset_phase()
 
     def _reset_phase(self) -> None:
         x = self._weights * self.batch_size
+        # Plain floor: rates stay in [0, 1) and sum to `extras` up to rounding, so at least `extras`
+        # groups have a positive rate and a zero-weight group (rate exactly 0) is never picked.
         base = np.floor(x)
-        self._base = base.astype(np.int64)
-        self._rates = (x - base).tolist()
-        self._extras = int(self.batch_size - self._base.sum())
-        self._phase_batches = 0
-        self._phase_given = [0] * self.k
+        self._base = base.astype(np.int64)         # items every exact batch gives each group
+        self._rates = (x - base).tolist()          # share of batches in which it gets one more
+        self._extras = int(self.batch_size - self._base.sum())  # groups that get one more per batch
+        self._phase_batches = 0                    # exact batches drawn since the weights changed
+        self._phase_given = [0] * self.k           # extra items each group got in those batches
 
     def exact_counts(self) -> np.ndarray:
         """Rows per group for the next exact batch (advances the carried error), shape (k,)."""
         counts = self._base.copy()
         if self._extras > 0:
-            for j in _pd2_pick(self._rates, self._phase_given, self._phase_batches, self._extras):
+            for j in pd2_extras(self._rates, self._phase_given, self._phase_batches, self._extras):
                 counts[j] += 1
                 self._phase_given[j] += 1
         self._phase_batches += 1
@@ -85,16 +163,18 @@ class BatchComposer:
         """(group ids (B,) int64, counts (k,) int64) of the next batch."""
         if exact or self.sampling == "exact":
             counts = self.exact_counts()
-            # shuffled so that the micro-batches of a split batch each carry the mixture on average
-            gids = self._rng.permutation(np.repeat(np.arange(self.k), counts))
+            gids = self._rng.permutation(np.repeat(self._group_ids, counts))
         else:
             cdf = np.cumsum(self._weights)
             u = self._rng.random(self.batch_size) * cdf[-1]
+            # side="right": a zero-weight group is an empty interval and is never hit
             gids = np.minimum(np.searchsorted(cdf, u, side="right"), self.k - 1)
             counts = np.bincount(gids, minlength=self.k)
-        return gids.astype(np.int64), counts.astype(np.int64)
+        return gids.astype(np.int64, copy=False), counts.astype(np.int64, copy=False)
 
     def state_dict(self) -> dict:
+        """JSON-serializable: the weights, the carried error (as integers, so resuming is exact) and
+        the composition RNG."""
         return {"weights": self._weights.tolist(), "phase_batches": int(self._phase_batches),
                 "phase_extras": {g: int(a) for g, a in zip(self.groups, self._phase_given)},
                 "composition_rng": self._rng.bit_generator.state}
@@ -116,7 +196,7 @@ class EpochOrder:
         self.groups = list(sizes)
         self.sizes = {g: int(n) for g, n in sizes.items()}
         self.seed = int(seed)
-        self._keys = [_name_key(g) for g in self.groups]
+        self._keys = [group_key(g) for g in self.groups]
         self.epoch = [0] * len(self.groups)
         self.cursor = [0] * len(self.groups)
         self._perm = [self._permutation(j, 0) for j in range(len(self.groups))]
@@ -126,7 +206,8 @@ class EpochOrder:
         return rng.permutation(self.sizes[self.groups[j]])
 
     def take(self, j: int, n: int) -> np.ndarray:
-        """The next n item indices of group j, moving to new epochs as needed."""
+        """The next n item indices of group j, moving to new epochs as needed. Read-only: when they
+        lie within one epoch this is a view of the epoch's permutation, not a copy."""
         parts = []
         while n > 0:
             perm, cur = self._perm[j], self.cursor[j]
@@ -138,10 +219,13 @@ class EpochOrder:
                 self.epoch[j] += 1
                 self.cursor[j] = 0
                 self._perm[j] = self._permutation(j, self.epoch[j])
+        if len(parts) == 1:
+            return parts[0]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def state_dict(self) -> dict:
-        return {"epoch": dict(zip(self.groups, self.epoch)), "cursor": dict(zip(self.groups, self.cursor))}
+        return {"epoch": {g: int(e) for g, e in zip(self.groups, self.epoch)},
+                "cursor": {g: int(c) for g, c in zip(self.groups, self.cursor)}}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch = [int(state["epoch"][g]) for g in self.groups]

@@ -48,8 +48,8 @@ class StepContext:
         and the 0/1 float mask of the tokens that count (labels != -100); runs under the run's
         autocast. `batch` is a dict with `input_ids` (B, L) int64, `labels` (B, L) int64 (-100 =
         ignored), `group_ids` (B,) int64 (index into `groups`), on the run's device.
-    val_batch(n) -> batch: n validation windows drawn stratified over groups (DoGE's target), or None
-        when the run has no validation data.
+    val_batch(n, step) -> batch: n validation rows drawn stratified over groups by a generator seeded
+        from (seed, step) (DoGE's target).
     services: named helpers the entry point provides to methods that need them (for example
         "load_model": path -> a frozen model on the run's device, for DoReMi's reference model).
     lr: the learning rate of the update being computed (DoGE scales its scores by it).

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from errors import UsageError
-from methods.base import MixingMethod, Mixture
+from methods.base import MixingMethod
 from methods.doremi import analysis_window, as_dict, require_positive
 
 ORIENTATION = "rows = validation (evaluated) group, columns = trained group"
@@ -102,9 +102,6 @@ class DogeMethod(MixingMethod):
     def domain_weights(self) -> np.ndarray:
         w = np.exp(self.log_weights - self.log_weights.max())
         return w / w.sum()
-
-    def mixture(self, step: int) -> Mixture:
-        return Mixture(self.weights.copy())
 
     def training_loss(self, model, batch, ctx):
         if ctx.num_micro_batches > 1:

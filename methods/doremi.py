@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from errors import UsageError
-from methods.base import MixingMethod, Mixture
+from methods.base import MixingMethod
 
 SMOOTHING = 1e-3  # the paper's mixing with uniform after every update
 
@@ -115,9 +115,6 @@ class DoremiMethod(MixingMethod):
         self._tokens = np.zeros(self.k)
 
     # -- the loop's hooks ---------------------------------------------------------------------------
-    def mixture(self, step: int) -> Mixture:
-        return Mixture(self.weights.copy())
-
     def reference_model(self, ctx):
         if self._reference is None:
             load = (ctx.services or {}).get("load_model")

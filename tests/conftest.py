@@ -20,9 +20,14 @@ except ImportError:  # data-only tests do not need torch
     pass
 
 
+import io  # noqa: E402
 import json  # noqa: E402
 
 import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: end-to-end runs of main.py or of pipeline scripts")
 
 
 def _demo_subset(out_dir, groups, docs_per_group, max_chars):
@@ -36,8 +41,6 @@ def _demo_subset(out_dir, groups, docs_per_group, max_chars):
         for group in groups:
             with open(os.path.join(CORPUS_DIR, f"{group}.jsonl.zst"), "rb") as fh:
                 reader = zstandard.ZstdDecompressor().stream_reader(fh)
-                import io
-
                 lines = io.TextIOWrapper(reader, encoding="utf-8")
                 for i, line in enumerate(lines):
                     if i >= docs_per_group:

@@ -116,7 +116,7 @@ def test_objective_is_weighted_sum_of_group_means(tmp_path, reference_b):
     with torch.no_grad():
         losses, mask = token_losses(model, batch, contextlib.nullcontext)
     per_group = [float((losses[batch["group_ids"] == j] * mask[batch["group_ids"] == j]).mean()) for j in (0, 1)]
-    assert float(loss) == pytest.approx(0.2 * per_group[0] + 0.8 * per_group[1], rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(0.2 * per_group[0] + 0.8 * per_group[1], rel=1e-5)
 
 
 class FixedSampler:

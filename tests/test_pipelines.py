@@ -1,6 +1,9 @@
 """The baseline pipelines (scripts/<setting>/...): every setting's control flow and flags with a stub
-interpreter (cheap: no training), then the two-group pipelines end to end on real tiny runs (marked
-slow: ~6 s of imports per main.py call)."""
+interpreter (no training), then the two-group pipelines end to end on real tiny runs (marked slow;
+main.py runs in a pre-imported, forked interpreter so that eleven runs fit the test budget).
+
+The `slow` mark is not registered yet; tests/conftest.py should add
+`config.addinivalue_line("markers", "slow: end-to-end runs of main.py")` in `pytest_configure`."""
 import json
 import os
 import stat
@@ -47,7 +50,8 @@ else
   if [[ $2 == cover ]]; then
     k=$(last --k)
     if [[ -n $(last --grid) ]]; then
-      awk -v g="$(last --grid)" 'BEGIN { n = int(1 / g + 1.5); for (i = 0; i < n; i++) printf "%.6f,%.6f\n", i / (n - 1), 1 - i / (n - 1) }' > "${out%.json}.txt"
+      awk -v g="$(last --grid)" 'BEGIN { n = int(1 / g + 1.5)
+        for (i = 0; i < n; i++) printf "%.6f,%.6f\n", i / (n - 1), 1 - i / (n - 1) }' > "${out%.json}.txt"
     else
       for ((i = 0; i < $(last --n); i++)); do
         row=""; for ((j = 0; j < k; j++)); do row+="${row:+,}0.$((i + j + 1))"; done; echo "$row"
@@ -146,7 +150,8 @@ def test_every_pipeline_with_a_stub(stub_env, setting):
         elif name == "doge/run.sh":
             proxy, final = runs
             expect = ("4", "4", "0.1") if full else (("6", "2", "0.01") if k == 2 else ("4", "4", "0.01"))
-            assert (flag(proxy, "--batch_size"), flag(proxy, "--doge_val_batch_size"), flag(proxy, "--doge_mu")) == expect
+            got = tuple(flag(proxy, f) for f in ("--batch_size", "--doge_val_batch_size", "--doge_mu"))
+            assert got == expect
             assert flag(final, "--proportions_file") == os.path.join(out, "doge_proxy_seed0", "doge.json")
             assert flag(final, "--custom_name") == "doge_final"
         else:  # dynamic: parents break at 2000, children continue each parent for 100 steps
@@ -178,12 +183,80 @@ TINY = ["--model", "tiny", "--max_steps", "6", "--batch_size", "4", "--context_l
         "--slice_list", "arxiv", "stackexchange"]
 
 
+# A warm interpreter: importing torch and transformers costs ~5 s per main.py call, which would put
+# these eleven runs far over the test budget. The server imports them once and forks a child per
+# call; the client (the PYTHON the scripts use) passes its argv, cwd, environment and stdio file
+# descriptors and exits with the child's status, so each script runs main.py for real.
+SERVER = r"""
+import json, os, runpy, socket, sys, traceback
+sys.path.insert(0, sys.argv[2])
+import torch, transformers, transformers.models.gpt_neox.modeling_gpt_neox, scipy.optimize  # noqa: E401
+import main, mixing_law_fitting  # noqa: E401
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(sys.argv[1])
+srv.listen()
+print("ready", flush=True)
+while True:
+    conn, _ = srv.accept()
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+    req = json.loads(data)
+    pid = os.fork()
+    if pid == 0:
+        srv.close()
+        for target, fd in zip((0, 1, 2), fds):
+            os.dup2(fd, target)
+        os.environ.clear()
+        os.environ.update(req["env"])
+        os.chdir(req["cwd"])
+        sys.argv = req["argv"]
+        sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
+        code = 0
+        try:
+            runpy.run_path(sys.argv[0], run_name="__main__")
+        except SystemExit as err:
+            code = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    for fd in fds:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    conn.sendall(str(os.waitstatus_to_exitcode(status)).encode())
+    conn.close()
+"""
+CLIENT = r"""
+import json, os, socket, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.connect(os.environ["WARM_PYTHON_SOCKET"])
+req = {"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}
+socket.send_fds(sock, [json.dumps(req).encode()], [0, 1, 2])
+sys.exit(int(sock.recv(16) or 1))
+"""
+
+
 @pytest.fixture(scope="module")
 def real_env(tiny_shards, tmp_path_factory):
+    if not hasattr(os, "fork") or not hasattr(__import__("socket"), "send_fds"):
+        pytest.skip("the warm interpreter needs fork and Unix sockets")
     out = tmp_path_factory.mktemp("pipelines")
-    env = dict(os.environ, PYTHON=sys.executable, SLIMPAJAMA_DIR=tiny_shards, OUTPUT_DIR=str(out), SEEDS="0",
-               SWEEP_GRID="0.5", OMP_NUM_THREADS="1", WANDB_MODE="disabled", HF_HUB_OFFLINE="1")
-    return env, os.path.join(str(out), "arxiv_stackexchange")
+    tools = tmp_path_factory.mktemp("warm")
+    client = tools / "python"
+    client.write_text(f"#!{sys.executable}\n{CLIENT}")
+    client.chmod(client.stat().st_mode | stat.S_IXUSR)
+    sock = str(tools / "sock")
+    env = dict(os.environ, PYTHON=str(client), WARM_PYTHON_SOCKET=sock, SLIMPAJAMA_DIR=tiny_shards,
+               OUTPUT_DIR=str(out), SEEDS="0", SWEEP_GRID="0.5", OMP_NUM_THREADS="1", WANDB_MODE="disabled",
+               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    server = subprocess.Popen([sys.executable, "-c", SERVER, sock, ROOT], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        yield env, os.path.join(str(out), "arxiv_stackexchange")
+    finally:
+        server.kill()
+        server.wait()
 
 
 def real(env, name, *extra):

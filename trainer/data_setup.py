@@ -40,7 +40,8 @@ def open_data(path: str, args, flag: str):
         key = hashlib.sha256(f"{os.path.abspath(path)}\0{tokenizer}".encode()).hexdigest()[:12]
         name = os.path.basename(os.path.normpath(path)) or "data"
         out = os.path.join(cache_root(), "shards", f"{name}-{key}")
-        print(f"preparing {layout} data from {path} into {out} (once; later runs reuse it)", flush=True)
+        if not os.path.exists(os.path.join(out, "meta.json")):
+            print(f"preparing {layout} data from {path} into {out} (once; later runs reuse it)", flush=True)
         prepare_corpus(path, out, tokenizer, num_proc=args.num_proc or min(4, os.cpu_count() or 1),
                        overwrite=True, progress=not args.no_progress)
         path = out
