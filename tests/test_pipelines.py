@@ -1,6 +1,7 @@
-"""The baseline pipelines (scripts/<setting>/...): every setting's control flow and flags with a stub
-interpreter (no training), then the two-group pipelines end to end on real tiny runs (marked slow;
-main.py runs in a pre-imported, forked interpreter so that eleven runs fit the test budget).
+"""The pipelines (scripts/<setting>/..., bodies in scripts/lib/pipelines.sh): every setting's control flow
+and flags with a stub interpreter (no training), then the two-group pipelines end to end on real tiny
+runs (marked slow; main.py runs in a pre-imported, forked interpreter so that the runs fit the test
+budget).
 
 The `slow` mark is not registered yet; tests/conftest.py should add
 `config.addinivalue_line("markers", "slow: end-to-end runs of main.py")` in `pytest_configure`."""
@@ -21,8 +22,14 @@ SETTINGS = {
     "cc_github_wikipedia": ["cc", "github", "wikipedia"],
     "full": ["arxiv", "book", "c4", "cc", "github", "stackexchange", "wikipedia"],
 }
-PIPELINES = ["stratified.sh", "sweep/run.sh", "dml/run.sh", "skillit/run.sh", "doremi/run.sh", "doge/run.sh"]
+PIPELINES = ["stratified.sh", "sweep/run.sh", "dml/run.sh", "skillit/run.sh", "doremi/run.sh", "doge/run.sh",
+             "aioli/run.sh", "aioli/restricted.sh"]
 DYNAMIC = ["arxiv_stackexchange", "arxiv_book_stackexchange"]
+ABLATIONS = ["aioli/static.sh", "aioli/diagonal.sh"]  # the full setting only
+# The paper's Aioli rows: --lp_rounds, --lp_steps, --eta, --ema, --update_steps, --one_hot_factor
+AIOLI_ROWS = {2: ("4", "4", "0.2", "0.1", "250", "0.625"), 3: ("4", "6", "0.1", "0.5", "250", "0.5"),
+              7: ("2", "10", "1", "0.1", "200", "0.75")}
+AIOLI_FLAGS = ("--lp_rounds", "--lp_steps", "--eta", "--ema", "--update_steps", "--one_hot_factor")
 
 # Stands in for `python` (bash: a Python stub's start-up would dominate the test): logs its argv
 # (unit separator between arguments, record separator after each call) and writes what each stage's
@@ -110,7 +117,9 @@ def test_every_pipeline_with_a_stub(stub_env, setting):
     groups, k, full = SETTINGS[setting], len(SETTINGS[setting]), setting == "full"
     steps = "40000" if full else "5000"
     out = os.path.join(env["OUTPUT_DIR"], setting)
-    for name in PIPELINES + (["sweep/dynamic.sh"] if setting in DYNAMIC else []):
+    extra = (["sweep/dynamic.sh"] if setting in DYNAMIC else []) + (ABLATIONS if full else [])
+    assert sorted(extra + PIPELINES) == sorted(scripts_of(setting))  # every script of the setting is checked
+    for name in PIPELINES + extra:
         path = os.path.join(ROOT, "scripts", setting, name)
         assert os.access(path, os.X_OK), path
         res = run_script(path, env, ["--num_threads", "1"])
@@ -154,6 +163,29 @@ def test_every_pipeline_with_a_stub(stub_env, setting):
             assert got == expect
             assert flag(final, "--proportions_file") == os.path.join(out, "doge_proxy_seed0", "doge.json")
             assert flag(final, "--custom_name") == "doge_final"
+        elif name.startswith("aioli/"):
+            variant = os.path.basename(name)[:-3]
+            run_name, custom = {"run": ("aioli", None), "restricted": ("aioli_restricted", "restricted"),
+                                "static": ("aioli_static", "aioli_static"),
+                                "diagonal": ("aioli_diagonal", "diagonal")}[variant]
+            assert names == [f"{run_name}_seed0"]
+            (argv,) = runs
+            assert "--aioli" in argv and "--aioli_normalize_A" in argv and flag(argv, "--custom_name") == custom
+            assert flag(argv, "--num_ckpts") == "20" and ("--save_model" in argv) == full
+            assert flag(argv, "--eval_batch_size") == ("16" if full else None)
+            row = dict(zip(AIOLI_FLAGS, AIOLI_ROWS[k]))
+            if variant == "static":  # one LearnParams, then fixed: no update schedule
+                row.update({"--ema": None, "--update_steps": None})
+                assert "--aioli_static" in argv
+            if variant == "diagonal":
+                row.update({"--update_steps": "2000", "--one_hot_factor": "1"})
+                assert "--aioli_diagonal" in argv
+            assert {f: flag(argv, f) for f in AIOLI_FLAGS} == row
+            if variant == "restricted":  # uniform prior for half the run by default
+                assert values(argv, "--aioli_prior") == ["1"] * k
+                assert flag(argv, "--prior_steps") == str(int(steps) // 2)
+            else:
+                assert flag(argv, "--aioli_prior") is None and flag(argv, "--prior_steps") is None
         else:  # dynamic: parents break at 2000, children continue each parent for 100 steps
             n = 11 if k == 2 else 10
             parents = [a for a in runs if flag(a, "--break_steps")]
@@ -162,15 +194,48 @@ def test_every_pipeline_with_a_stub(stub_env, setting):
             assert {flag(a, "--break_steps") for a in parents} == {"2000"}
             assert {flag(a, "--remaining_steps") for a in children} == {"100"}
     # re-running a finished pipeline reuses every stage
-    res = run_script(os.path.join(ROOT, "scripts", setting, "doremi/run.sh"), env)
-    assert res.returncode == 0 and calls(tmp)[0] == [] and "finished earlier" in res.stderr
+    for name in ("doremi/run.sh", "aioli/restricted.sh"):
+        res = run_script(os.path.join(ROOT, "scripts", setting, name), env)
+        assert res.returncode == 0 and calls(tmp)[0] == [] and "finished earlier" in res.stderr
+
+
+def scripts_of(setting):
+    top = os.path.join(ROOT, "scripts", setting)
+    return sorted(os.path.relpath(os.path.join(d, f), top) for d, _, fs in os.walk(top) for f in fs if f.endswith(".sh"))
+
+
+def test_entry_scripts_are_thin_and_parse():
+    """Every scripts/<setting>/... entry point parses, keeps strict mode and only calls its lib pipeline."""
+    for setting in SETTINGS:
+        for name in scripts_of(setting):
+            path = os.path.join(ROOT, "scripts", setting, name)
+            assert subprocess.run(["bash", "-n", path], capture_output=True).returncode == 0, path
+            code = [ln for ln in open(path).read().splitlines() if ln.strip() and not ln.startswith("#")]
+            assert code[0] == "set -euo pipefail" and code[-2] == f"setting {setting}", path
+            assert code[-1].endswith('_pipeline "$@"') and len(code) == 4, path
+    for lib in ("common.sh", "pipelines.sh"):
+        path = os.path.join(ROOT, "scripts", "lib", lib)
+        assert subprocess.run(["bash", "-n", path], capture_output=True).returncode == 0, path
+
+
+def test_restricted_prior_from_the_environment(stub_env):
+    env, tmp = stub_env
+    env.update(AIOLI_PRIOR="3 7", PRIOR_STEPS="1000")
+    res = run_script(os.path.join(ROOT, "scripts", "github_c4", "aioli", "restricted.sh"), env, ["--eta", "0.5"])
+    assert res.returncode == 0, res.stderr
+    (argv,) = calls(tmp)[0]
+    assert values(argv, "--aioli_prior") == ["3", "7"] and flag(argv, "--prior_steps") == "1000"
+    assert argv[-2:] == ["--eta", "0.5"] and flag(argv, "--eta") == "0.5"  # the user's flags win
 
 
 def test_default_seeds_and_missing_data(stub_env):
     env, tmp = stub_env
     env.pop("SEEDS")
-    for setting, seeds in (("full", ["0", "1", "2"]), ("github_c4", ["0", "1", "2", "3", "4"])):
-        assert run_script(os.path.join(ROOT, "scripts", setting, "stratified.sh"), env).returncode == 0
+    for setting, script, seeds in (("full", "stratified.sh", ["0", "1", "2"]),
+                                   ("github_c4", "stratified.sh", ["0", "1", "2", "3", "4"]),
+                                   ("full", "aioli/static.sh", ["0", "1", "2"]),
+                                   ("cc_github_wikipedia", "aioli/run.sh", ["0", "1", "2", "3", "4"])):
+        assert run_script(os.path.join(ROOT, "scripts", setting, script), env).returncode == 0
         assert [flag(a, "--selection_seed") for a in calls(tmp)[0]] == seeds
     env.pop("SLIMPAJAMA_DIR")
     res = run_script(os.path.join(ROOT, "scripts", "full", "doge", "run.sh"), env)
@@ -321,3 +386,14 @@ def test_doge_pipeline_restarts_an_interrupted_stage(real_env):
     final = load(out, "doge_final_seed0", "config.json")
     assert final["custom_name"] == "doge_final"
     assert final["initial_weights"] == pytest.approx(learned["average_weights"])
+
+
+@pytest.mark.slow
+def test_restricted_aioli_pipeline(real_env):
+    env, out = real_env
+    real(dict(env, AIOLI_PRIOR="3 1"), "aioli/restricted.sh", "--update_steps", "3", "--prior_steps", "2",
+         "--lp_rounds", "1", "--lp_steps", "1")
+    config = load(out, "aioli_restricted_seed0", "config.json")
+    assert config["custom_name"] == "restricted" and config["aioli_prior"] == [3.0, 1.0]
+    assert load(out, "aioli_restricted_seed0", "results.json")["status"] == "complete"
+    assert os.path.isfile(os.path.join(out, "aioli_restricted_seed0", "aioli.json"))

@@ -138,17 +138,22 @@ class Trainer:
             if loss.requires_grad:  # else the method wrote the gradients itself (methods/base.py)
                 loss.backward()
             total += loss.detach()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        # a non-finite gradient makes finite-loss weights garbage: fold it into the logged loss so that
+        # the next check stops the run before such weights are checkpointed
+        total = total + torch.where(torch.isfinite(norm), 0.0, float("nan"))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total
 
     def _check_finite(self, value: float):
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"training loss became {value} at step {self.step}; stopped. The last good "
-                                   f"checkpoint is in {self.run_dir}/checkpoints; lower --lr or raise --warmup_steps "
-                                   "and --resume")
+        if math.isfinite(value):
+            return
+        last = ckpt.latest_valid_checkpoint(f"{self.run_dir}/checkpoints")
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written before it"
+        raise TrainingDiverged(f"training loss became {value} at step {self.step}; stopped ({kept}); lower --lr "
+                               "or raise --warmup_steps")
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> dict:

@@ -53,7 +53,8 @@ def bundled_config(model_name: str, data_vocab_size=None, context_length: int = 
                          + ", ".join(f"EleutherAI/pythia-{s}" for s in _PYTHIA_SHAPES))
     if key in _TINY_SHAPES:
         hidden, layers, heads = _TINY_SHAPES[key]
-        vocab = int(data_vocab_size or 4096)
+        # the paper's headerless uint16 shards do not record their vocabulary: every uint16 id must fit
+        vocab = int(data_vocab_size or 65536)
         vocab = -(-vocab // 64) * 64  # a multiple of 64 keeps matmuls aligned
         fields = dict(_PYTHIA_COMMON, vocab_size=vocab, max_position_embeddings=max(context_length, 256))
     else:

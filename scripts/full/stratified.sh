@@ -3,13 +3,9 @@
 # Usage: SLIMPAJAMA_DIR=/path/to/data [OUTPUT_DIR=./output] [SEEDS="0 1"] bash scripts/full/stratified.sh [extra main.py flags]
 # Output: $OUTPUT_DIR/full/stratified_seed<S> (saved with --save_model: it is also DoReMi's
 # reference model and the uniform point of the sweeps, so those pipelines reuse it).
-# Environment and resumption: scripts/lib/common.sh.
+# Pipeline: scripts/lib/pipelines.sh (stratified_pipeline); environment and resumption: scripts/lib/common.sh.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=scripts/lib/common.sh
-source "$HERE/../lib/common.sh"
+# shellcheck source=scripts/lib/pipelines.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/pipelines.sh"
 setting full
-
-for SEED in $SEED_LIST; do
-  stratified "$SEED" "$@"
-done
+stratified_pipeline "$@"

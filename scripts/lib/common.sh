@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared pieces of the baseline pipelines (scripts/<setting>/{stratified.sh,sweep,dml,skillit,doremi,doge}).
+# Shared pieces of the pipelines (scripts/<setting>/{stratified.sh,sweep,dml,skillit,doremi,doge,aioli});
+# the pipelines themselves are in scripts/lib/pipelines.sh, which sources this file.
 # Sourced, never run on its own. Every pipeline is ONE command, e.g.
 #   SLIMPAJAMA_DIR=/data/slimpajama bash scripts/arxiv_stackexchange/doremi/run.sh [extra main.py flags]
 # Environment:
@@ -23,7 +24,7 @@ PY="${PYTHON:-python}"
 log() { echo "[pipeline] $*" >&2; }
 
 # setting NAME: SETTING, SLICES (groups, --slice_list order), K, STEPS, SEED_LIST, DATA, OUT, COMMON
-# (the paper's common flags), and the per-setting numbers of the paper's scripts (reference/paper-repo.md
+# (the paper's common flags, without --num_ckpts), and the per-setting numbers of the paper's scripts (reference/paper-repo.md
 # sections 4.4-4.9 and 6). The paper scripted only arxiv/SE, arxiv/book/SE and full; the other two-
 # and three-group settings reuse the k=2 and k=3 rows unchanged (our choice).
 setting() {
@@ -60,6 +61,19 @@ setting() {
       STRATIFIED_CKPTS=20
       DOGE_PROXY=(--batch_size 4 --doge_val_batch_size 4 --doge_mu 0.01 --eval_batch_size 8 --num_ckpts 20)
     fi
+  fi
+  # Aioli: the paper's k=2 row (arxiv/stackexchange script; github/c4 and book/stackexchange had no
+  # paper script and reuse it unchanged, our choice), k=3 row (arxiv/book/stackexchange script;
+  # cc/github/wikipedia reuses it) and full row. AIOLI_LP: LearnParams (rounds, steps per probe) and
+  # the exponentiated-gradient step eta; AIOLI_RUN: flags of the full setting's Aioli runs only.
+  AIOLI_RUN=()
+  if [[ $SETTING == full ]]; then
+    AIOLI_LP=(--lp_rounds 2 --lp_steps 10 --eta 1); AIOLI_EMA=0.1; AIOLI_UPDATE=200; AIOLI_OHF=0.75
+    AIOLI_RUN=(--eval_batch_size 16 --save_model)
+  elif [[ $K == 2 ]]; then
+    AIOLI_LP=(--lp_rounds 4 --lp_steps 4 --eta 0.2); AIOLI_EMA=0.1; AIOLI_UPDATE=250; AIOLI_OHF=0.625
+  else
+    AIOLI_LP=(--lp_rounds 4 --lp_steps 6 --eta 0.1); AIOLI_EMA=0.5; AIOLI_UPDATE=250; AIOLI_OHF=0.5
   fi
   COMMON=(
     --task_name slimpj --model EleutherAI/pythia-160m --checkpoint 0 --use_flash_attention

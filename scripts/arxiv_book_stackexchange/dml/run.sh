@@ -5,16 +5,9 @@
 # L_i(p) = c_i + k_i exp(sum_j t_ij p_j) to it and minimize its mean (mixing_law_fitting.py linreg)
 # -> the final static run on the optimum.
 # Outputs: $OUTPUT_DIR/arxiv_book_stackexchange/dml_fit_seed<S>.json, $OUTPUT_DIR/arxiv_book_stackexchange/dml_final_seed<S> (custom_name dml_final).
-# Environment and resumption: scripts/lib/common.sh.
+# Pipeline: scripts/lib/pipelines.sh (dml_pipeline); environment and resumption: scripts/lib/common.sh.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=scripts/lib/common.sh
-source "$HERE/../../lib/common.sh"
+# shellcheck source=scripts/lib/pipelines.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib/pipelines.sh"
 setting arxiv_book_stackexchange
-
-for SEED in $SEED_LIST; do
-  sweep "$SEED" "$@"
-  fit linreg --run_dir "${SWEEP_DIRS[@]}" --output "$OUT/dml_fit_seed$SEED.json"
-  train "$OUT" "dml_final_seed$SEED" "${COMMON[@]}" --sample_rule mixture --proportions_file "$OUT/dml_fit_seed$SEED.json" \
-    --num_ckpts "$FINAL_CKPTS" --custom_name dml_final --selection_seed "$SEED" "$@"
-done
+dml_pipeline "$@"

@@ -6,18 +6,9 @@
 # proxy's averaged weights.
 # Proxy (paper): batch 4 + validation batch 4, --doge_mu 0.01, num_ckpts 20, eval batch 8.
 # Outputs: $OUTPUT_DIR/arxiv_book_stackexchange/doge_proxy_seed<S>/doge.json, $OUTPUT_DIR/arxiv_book_stackexchange/doge_final_seed<S>.
-# Environment and resumption: scripts/lib/common.sh.
+# Pipeline: scripts/lib/pipelines.sh (doge_pipeline); environment and resumption: scripts/lib/common.sh.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=scripts/lib/common.sh
-source "$HERE/../../lib/common.sh"
+# shellcheck source=scripts/lib/pipelines.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib/pipelines.sh"
 setting arxiv_book_stackexchange
-
-for SEED in $SEED_LIST; do
-  train "$OUT" "doge_proxy_seed$SEED" "${COMMON[@]}" --doge "${DOGE_PROXY[@]}" --custom_name doge_proxy \
-    --selection_seed "$SEED" "$@"
-  need "$OUT/doge_proxy_seed$SEED/doge.json" "the proxy run's learned weights"
-  train "$OUT" "doge_final_seed$SEED" "${COMMON[@]}" --sample_rule mixture \
-    --proportions_file "$OUT/doge_proxy_seed$SEED/doge.json" --num_ckpts "$FINAL_CKPTS" --custom_name doge_final \
-    --selection_seed "$SEED" "$@"
-done
+doge_pipeline "$@"

@@ -1,32 +1,21 @@
 #!/usr/bin/env bash
 # Aioli, restricted setting: arxiv_stackexchange (arxiv stackexchange; k=2), pythia-160m from scratch, one run per seed.
-# Usage: SLIMPAJAMA_DIR=/path/to/shards-or-raw-slimpajama bash scripts/arxiv_stackexchange/aioli/<this file> [extra main.py flags]
-# Extra flags are passed through to every run (e.g. --output_dir, --device); SEEDS overrides the seeds.
-set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-MAIN="$HERE/../../../main.py"
-DATA="${SLIMPAJAMA_DIR:?set SLIMPAJAMA_DIR to prepared shards or raw SlimPajama}"
-
+# Usage: SLIMPAJAMA_DIR=/path/to/shards-or-raw-slimpajama [OUTPUT_DIR=./output] [SEEDS="0 1 2 3 4"] [AIOLI_PRIOR="w1 w2 ..."] [PRIOR_STEPS=N] bash scripts/arxiv_stackexchange/aioli/restricted.sh [extra main.py flags]
+# Extra flags are appended last to every run (e.g. --device; not --output_dir or --run_name: use OUTPUT_DIR); SEEDS overrides the seeds.
 # Restricted setting: a mixture learned cheaply elsewhere (a grid point of a short sweep, the DML
 # optimum, DoReMi/DoGE weights) is the prior for the first PRIOR_STEPS steps; Aioli then adjusts it
 # for the rest of the run, starting FROM it (the first update multiplies onto the prior).
 # Our choices: PRIOR_STEPS = half the run (2500 of 5000); AIOLI_PRIOR defaults to uniform
 # ("1 1"): set it to your learned mixture, in --slice_list order (arxiv stackexchange), e.g.
-# AIOLI_PRIOR="3 7". Aioli's own settings are the unrestricted ones below.
-read -r -a PRIOR <<< "${AIOLI_PRIOR:-1 1}"
-PRIOR_STEPS="${PRIOR_STEPS:-2500}"
+# AIOLI_PRIOR="3 7". Aioli's own settings are the unrestricted ones (the row below).
 # The paper's k=2 row (arxiv/stackexchange script); the paper scripted no Aioli run for
 # github/c4 or book/stackexchange, so those reuse the k=2 row unchanged (our choice).
-COMMON=(
-  --task_name slimpj --model EleutherAI/pythia-160m --checkpoint 0 --use_flash_attention
-  --train_data_dir "$DATA" --val_data_dir "$DATA"
-  --batch_size 8 --context_length 2048 --lr 0.0005 --lr_scheduler linear_warmup_cosine
-  --warmup_steps 500 --max_steps 5000 --num_ckpts 20
-)
-
-for SEED in ${SEEDS:-0 1 2 3 4}; do
-  python "$MAIN" "${COMMON[@]}" --slice_list arxiv stackexchange \
-    --aioli --aioli_normalize_A --lp_rounds 4 --lp_steps 4 --eta 0.2 --ema 0.1 --update_steps 250 --one_hot_factor 0.625 \
-    --aioli_prior "${PRIOR[@]}" --prior_steps "$PRIOR_STEPS" \
-    --selection_seed "$SEED" --custom_name restricted "$@"
-done
+# Output: $OUTPUT_DIR/arxiv_stackexchange/aioli_restricted_seed<S> (custom_name restricted); a re-run reuses finished runs and
+# resumes interrupted ones.
+# Pipeline: scripts/lib/pipelines.sh (aioli_restricted_pipeline); the row: AIOLI_* in scripts/lib/common.sh;
+# environment and resumption: scripts/lib/common.sh.
+set -euo pipefail
+# shellcheck source=scripts/lib/pipelines.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib/pipelines.sh"
+setting arxiv_stackexchange
+aioli_restricted_pipeline "$@"

@@ -6,14 +6,9 @@
 # The uniform point is the stratified run (run here when missing), not a second copy of it.
 # Outputs: $OUTPUT_DIR/arxiv_stackexchange/sweep_seed<S>/mix<NN> (runs), .../mixtures.txt, and
 # $OUTPUT_DIR/arxiv_stackexchange/grid_seed<S>.json (the winner; usable as --proportions_file).
-# Environment and resumption: scripts/lib/common.sh.
+# Pipeline: scripts/lib/pipelines.sh (sweep_pipeline); environment and resumption: scripts/lib/common.sh.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=scripts/lib/common.sh
-source "$HERE/../../lib/common.sh"
+# shellcheck source=scripts/lib/pipelines.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib/pipelines.sh"
 setting arxiv_stackexchange
-
-for SEED in $SEED_LIST; do
-  sweep "$SEED" "$@"
-  fit best --run_dir "${SWEEP_DIRS[@]}" --output "$OUT/grid_seed$SEED.json"
-done
+sweep_pipeline "$@"

@@ -7,21 +7,9 @@
 # Proxy (paper): --doremi_mu 0.01, micro-batches of 4 accumulated 2 per update, num_ckpts 40; with
 # correct accumulation: 5000 updates of 8 sequences (see DOREMI_PROXY in scripts/lib/common.sh).
 # Outputs: $OUTPUT_DIR/cc_github_wikipedia/doremi_proxy_seed<S>/doremi.json, $OUTPUT_DIR/cc_github_wikipedia/doremi_final_seed<S>.
-# Environment and resumption: scripts/lib/common.sh.
+# Pipeline: scripts/lib/pipelines.sh (doremi_pipeline); environment and resumption: scripts/lib/common.sh.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=scripts/lib/common.sh
-source "$HERE/../../lib/common.sh"
+# shellcheck source=scripts/lib/pipelines.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib/pipelines.sh"
 setting cc_github_wikipedia
-
-for SEED in $SEED_LIST; do
-  stratified "$SEED" "$@"
-  REFERENCE="$OUT/stratified_seed$SEED"
-  need "$REFERENCE/model" "the reference model: $REFERENCE finished without --save_model; remove it and run again"
-  train "$OUT" "doremi_proxy_seed$SEED" "${COMMON[@]}" --doremi --doremi_reference_model_path "$REFERENCE" \
-    --doremi_mu 0.01 "${DOREMI_PROXY[@]}" --custom_name doremi_proxy --selection_seed "$SEED" "$@"
-  need "$OUT/doremi_proxy_seed$SEED/doremi.json" "the proxy run's learned weights"
-  train "$OUT" "doremi_final_seed$SEED" "${COMMON[@]}" --sample_rule mixture \
-    --proportions_file "$OUT/doremi_proxy_seed$SEED/doremi.json" --num_ckpts "$FINAL_CKPTS" --custom_name doremi_final \
-    --selection_seed "$SEED" "$@"
-done
+doremi_pipeline "$@"

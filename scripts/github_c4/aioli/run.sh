@@ -1,23 +1,15 @@
 #!/usr/bin/env bash
 # Aioli, unrestricted: github_c4 (github c4; k=2), pythia-160m from scratch, one run per seed.
-# Usage: SLIMPAJAMA_DIR=/path/to/shards-or-raw-slimpajama bash scripts/github_c4/aioli/<this file> [extra main.py flags]
-# Extra flags are passed through to every run (e.g. --output_dir, --device); SEEDS overrides the seeds.
-set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-MAIN="$HERE/../../../main.py"
-DATA="${SLIMPAJAMA_DIR:?set SLIMPAJAMA_DIR to prepared shards or raw SlimPajama}"
-
+# Usage: SLIMPAJAMA_DIR=/path/to/shards-or-raw-slimpajama [OUTPUT_DIR=./output] [SEEDS="0 1 2 3 4"] bash scripts/github_c4/aioli/run.sh [extra main.py flags]
+# Extra flags are appended last to every run (e.g. --device; not --output_dir or --run_name: use OUTPUT_DIR); SEEDS overrides the seeds.
 # The paper's k=2 row (arxiv/stackexchange script); the paper scripted no Aioli run for
 # github/c4 or book/stackexchange, so those reuse the k=2 row unchanged (our choice).
-COMMON=(
-  --task_name slimpj --model EleutherAI/pythia-160m --checkpoint 0 --use_flash_attention
-  --train_data_dir "$DATA" --val_data_dir "$DATA"
-  --batch_size 8 --context_length 2048 --lr 0.0005 --lr_scheduler linear_warmup_cosine
-  --warmup_steps 500 --max_steps 5000 --num_ckpts 20
-)
-
-for SEED in ${SEEDS:-0 1 2 3 4}; do
-  python "$MAIN" "${COMMON[@]}" --slice_list github c4 \
-    --aioli --aioli_normalize_A --lp_rounds 4 --lp_steps 4 --eta 0.2 --ema 0.1 --update_steps 250 --one_hot_factor 0.625 \
-    --selection_seed "$SEED" "$@"
-done
+# Output: $OUTPUT_DIR/github_c4/aioli_seed<S>; a re-run reuses finished runs and
+# resumes interrupted ones.
+# Pipeline: scripts/lib/pipelines.sh (aioli_pipeline); the row: AIOLI_* in scripts/lib/common.sh;
+# environment and resumption: scripts/lib/common.sh.
+set -euo pipefail
+# shellcheck source=scripts/lib/pipelines.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib/pipelines.sh"
+setting github_c4
+aioli_pipeline "$@"

@@ -6,21 +6,9 @@
 # -> the online Skill-it run on that graph.
 # Settings (paper): one-hot runs of the full length with num_ckpts 40; online run --update_steps 500 --skillit_window 3 --eta 0.2, num_ckpts 20.
 # Outputs: $OUTPUT_DIR/github_c4/skillit_graph_seed<S>/{onehot_<group>,graph.json}, $OUTPUT_DIR/github_c4/skillit_seed<S>.
-# Environment and resumption: scripts/lib/common.sh.
+# Pipeline: scripts/lib/pipelines.sh (skillit_pipeline); environment and resumption: scripts/lib/common.sh.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=scripts/lib/common.sh
-source "$HERE/../../lib/common.sh"
+# shellcheck source=scripts/lib/pipelines.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib/pipelines.sh"
 setting github_c4
-
-for SEED in $SEED_LIST; do
-  GRAPH_DIR="$OUT/skillit_graph_seed$SEED"
-  for I in "${!SLICES[@]}"; do
-    read -r -a P <<< "$(onehot "$I")"
-    train "$GRAPH_DIR" "onehot_${SLICES[$I]}" "${COMMON[@]}" --sample_rule mixture --proportions "${P[@]}" \
-      --num_ckpts "$ONEHOT_CKPTS" --custom_name skillit_graph --selection_seed "$SEED" "$@"
-  done
-  fit skills_graph --run_dir "$GRAPH_DIR" --output "$GRAPH_DIR/graph.json"
-  train "$OUT" "skillit_seed$SEED" "${COMMON[@]}" --skillit --graph_path "$GRAPH_DIR/graph.json" \
-    --update_steps "$SKILLIT_UPDATE" --skillit_window 3 --eta 0.2 --num_ckpts 20 --selection_seed "$SEED" "$@"
-done
+skillit_pipeline "$@"
