@@ -10,6 +10,14 @@ class UsageError(Exception):
     """A mistake in the user's input; the message says which flag or file, and how to fix it."""
 
 
+class OneLineArgumentParser(__import__("argparse").ArgumentParser):
+    """argparse mistakes (unknown flag, bad value) become a UsageError, so they too are one line and
+    exit code 2 under `exit_on_usage_error` instead of a usage dump."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
 def exit_on_usage_error(fn):
     """Decorator for CLI `main()` functions: UsageError -> one line on stderr, exit code 2. Warnings
     are printed as one `warning: ...` line too (Python's default adds the source line)."""

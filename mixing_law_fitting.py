@@ -16,17 +16,9 @@ The logic lives in analysis/ (see its modules); this file only parses arguments.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-from errors import UsageError, exit_on_usage_error
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse mistakes become one UsageError line (exit 2) like every other user mistake."""
-
-    def error(self, message):
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+from errors import OneLineArgumentParser, exit_on_usage_error
 
 
 def _add_inputs(p, default_output):
@@ -54,8 +46,8 @@ def _add_eval(p):
 
 
 def build_parser():
-    parser = _Parser(prog="mixing_law_fitting.py", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser = OneLineArgumentParser(prog="mixing_law_fitting.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser)
     sub.required = True
 
     p = sub.add_parser("linreg", help="fit the static law L_i(p) = c_i + k_i exp(sum_j t_ij p_j); its optimum")

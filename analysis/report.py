@@ -17,14 +17,13 @@ sweeps and runs stopped at --break_steps (no test loss) are left out and counted
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
 
 import numpy as np
 
-from errors import UsageError, exit_on_usage_error
+from errors import OneLineArgumentParser, UsageError, exit_on_usage_error
 
 from .common import jsonable, write_json
 from .runs import find_runs
@@ -190,7 +189,7 @@ def write_plots(runs, folder) -> list:
 
 
 def build_parser(prog="python -m analysis.report"):
-    p = argparse.ArgumentParser(prog=prog, description="Table-2 style Markdown report and plots from run directories")
+    p = OneLineArgumentParser(prog=prog, description="Table-2 style Markdown report and plots from run directories")
     p.add_argument("run_dirs", nargs="+", help="run directories, or directories holding them")
     p.add_argument("--output", default="report.md", help="Markdown file to write (default: report.md)")
     p.add_argument("--plots", default=None, help="folder for PNG plots (default: no plots)")

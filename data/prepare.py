@@ -13,7 +13,6 @@ Guarantees:
 - idempotent: a `meta.json` with the same fingerprint (input files' relative path, size and mtime_ns,
   tokenizer hash, dtype, split settings, group selection) makes preparation a no-op.
 """
-import argparse
 import hashlib
 import json
 import multiprocessing
@@ -28,7 +27,7 @@ import numpy as np
 from data.groups import SLIMPAJAMA_GROUPS
 from data.sources import HF_SHUFFLE_SEED, ReadStats, detect_layout, input_files, iter_documents
 from data.tokenization import eos_id, load_tokenizer, resolve_tokenizer_file, tokenizer_sha256, vocab_size
-from errors import UsageError, exit_on_usage_error
+from errors import OneLineArgumentParser, UsageError, exit_on_usage_error
 
 __all__ = ["prepare_corpus", "detect_layout", "main"]
 
@@ -339,7 +338,7 @@ def _print_summary(meta, out, text_bytes, seconds):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n\n")[0])
+    p = OneLineArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n\n")[0])
     p.add_argument("--input", required=True, help="raw corpus: SlimPajama folder, .jsonl(.zst) file or "
                    "folder, or a dataset saved with save_to_disk")
     p.add_argument("--output", required=True, help="directory for <group>/{train,val,test}.bin + meta.json")

@@ -131,6 +131,8 @@ def _main_in_process(argv, capsys):
     (["--max_steps", "0"], "--max_steps"),
     (["--resume"], "--resume"),
     (["--batch_size", "3", "--gradient_accumulation_steps", "2"], "--gradient_accumulation_steps"),
+    (["--no_such_flag"], "unrecognized arguments"),
+    (["--max_steps", "ten"], "--max_steps"),
 ])
 def test_bad_input_is_one_line_exit_2(tiny_shards, tmp_path, capsys, extra, needle):
     argv = paper_flags(tiny_shards, str(tmp_path / "out"), "--max_steps", "4", *extra)

@@ -6,7 +6,6 @@ Every expected shard is rebuilt independently: documents tokenized one by one wi
 import hashlib
 import inspect
 import json
-import os
 import random
 import subprocess
 import sys

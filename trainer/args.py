@@ -5,11 +5,13 @@ Flags are grouped by concern. Validation that needs more than argparse lives in 
 """
 import argparse
 
+from errors import OneLineArgumentParser
+
 METHOD_FLAGS = ("aioli", "skillit", "doremi", "doge")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineArgumentParser(
         prog="main.py",
         description="Train a causal LM on a mixture of data groups chosen by a data-mixing method "
         "(stratified, static proportions, Aioli, Skill-it, DoReMi, DoGE). With no data flags it "
