@@ -44,11 +44,11 @@ def main(argv=None):
 
     trainer, run_dir, config = build(args)
     if args.use_saved_model and os.path.isdir(os.path.join(run_dir, "model")):
-        from safetensors.torch import load_model
-
+        from trainer.models import load_frozen_model
         from trainer.outputs import MetricsLog
 
-        load_model(trainer.model, os.path.join(run_dir, "model", "model.safetensors"))
+        dtype = next(trainer.model.parameters()).dtype
+        trainer.model = load_frozen_model(run_dir, trainer.device, dtype)
         trainer.metrics = MetricsLog(run_dir)
         results = trainer.finish(status="evaluated")
     else:

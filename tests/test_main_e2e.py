@@ -67,6 +67,14 @@ def test_static_run_writes_every_output(tiny_shards, tmp_path):
     assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == ["step_00000004", "step_00000008"]
     assert os.path.isfile(os.path.join(run, "model", "model.safetensors"))
     assert "average" in proc.stdout and "stackexchange" in proc.stdout  # the per-group table
+    # --use_saved_model: the same configuration finds the saved model and only evaluates it
+    again = run_main(paper_flags(tiny_shards, out, "--sample_rule", "mixture", "--proportions", "4", "6",
+                                 "--max_steps", "12", "--num_ckpts", "3", "--log_every", "2", "--use_saved_model"))
+    assert again.returncode == 0, again.stderr
+    assert os.listdir(out) == [os.path.basename(run)], "evaluating a saved model must not start a new run"
+    evaluated = json.load(open(os.path.join(run, "results.json")))
+    assert evaluated["status"] == "evaluated"
+    assert evaluated["test_loss"] == pytest.approx(results["test_loss"], rel=1e-5)
 
 
 def test_kill_and_resume_gives_identical_results(tiny_shards, tmp_path):
