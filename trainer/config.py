@@ -83,6 +83,9 @@ def resolve(argv):
 
 
 def validate(args):
+    if args.task_name == "instruction" and args.train_data_dir is None:
+        raise UsageError("--task_name instruction needs --train_data_dir: the natural-instructions repository or "
+                         "its tasks/ folder")
     if args.max_steps is None or args.max_steps <= 0:
         raise UsageError("--max_steps: give the number of optimizer updates (a positive integer)")
     for flag in ("batch_size", "context_length", "n_epochs", "num_ckpts", "gradient_accumulation_steps", "log_every"):
