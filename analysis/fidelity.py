@@ -104,13 +104,9 @@ def _skillit_matrices(run, data, path, groups, file_groups):
         gp = run.config.get("graph_path")
         if not gp:
             raise UsageError(f"{run.path}: no skillit.json graph and no graph_path in config.json")
-        if gp.endswith(".npy"):
-            G = np.load(gp, allow_pickle=False)
-            if G.shape != (len(groups), len(groups)):
-                raise UsageError(f"{gp}: graph shape {G.shape} does not match {len(groups)} groups")
-        else:
-            g = read_json(gp, "graph")
-            G = _matrix(g["graph"], groups, list(g.get("groups") or groups))
+        from methods.graphs import load_graph  # the trainer's reader: .npy/.json, groups, orientation
+
+        G = load_graph(gp, groups)
     hist = run.val_history()
     if not hist:
         raise UsageError(f"{run.path}/results.json: Skill-it's A needs val_history")

@@ -13,7 +13,8 @@ method; a static run is 'stratified' when its mixture is uniform. Static non-uni
 custom_name are a sweep: the 'grid search' row takes, per setting, the swept mixture (stratified runs
 count as the uniform grid point) with the lowest average validation loss (mean over its seeds) and
 reports its test perplexity. Children of dynamic
-sweeps and runs stopped at --break_steps (no test loss) are left out and counted.
+sweeps, runs stopped at --break_steps (no test loss) and diverged runs (null test loss) are left out
+and counted.
 """
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ def collect(runs):
             reason = "helper runs of a pipeline (proxies, graph learning)"
         elif run.average_test_perplexity() is None:
             reason = f"runs without test results (status {run.status})"
+        elif not np.isfinite(run.average_test_perplexity()):
+            reason = "runs with a non-finite test loss (diverged)"
         if reason:
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
@@ -91,7 +94,7 @@ def _avg_val(run):
     x = run.results.get("average_val_loss")
     if x is None:
         x = float(np.mean(list(run.losses("val").values())))
-    return float(x)
+    return float(x) if np.isfinite(x) else float("inf")  # a diverged val loss never wins the grid
 
 
 def build_table(runs) -> dict:

@@ -23,6 +23,11 @@ from errors import UsageError
 from .common import read_json
 
 
+def _loss(v) -> float:
+    """A loss from results.json; the trainer writes a NaN/inf loss (a diverged run) as null."""
+    return float("nan") if v is None else float(v)
+
+
 @dataclass
 class Run:
     path: str
@@ -80,7 +85,7 @@ class Run:
         if not isinstance(d, dict) or not d:
             raise UsageError(f"{self.path}/results.json has no '{split}_loss' (status {self.status}); "
                              f"use --split val, or finish the run")
-        return {g: float(v) for g, v in d.items()}
+        return {g: _loss(v) for g, v in d.items()}
 
     def loss_vector(self, split: str = "val", groups=None) -> np.ndarray:
         d = self.losses(split)
@@ -95,7 +100,7 @@ class Run:
         out = []
         for entry in self.results.get("val_history") or []:
             if isinstance(entry, dict) and isinstance(entry.get("val_loss"), dict):
-                out.append((int(entry.get("step", 0)), {g: float(v) for g, v in entry["val_loss"].items()}))
+                out.append((int(entry.get("step", 0)), {g: _loss(v) for g, v in entry["val_loss"].items()}))
         return sorted(out, key=lambda e: e[0])
 
     def val_loss_at(self, step: int):
@@ -129,7 +134,7 @@ class Run:
     def average_test_perplexity(self):
         x = self.results.get("average_test_perplexity")
         if x is None and isinstance(self.results.get("test_loss"), dict):
-            vals = [math.exp(float(v)) for v in self.results["test_loss"].values()]
+            vals = [math.exp(_loss(v)) for v in self.results["test_loss"].values()]
             x = sum(vals) / len(vals) if vals else None
         return None if x is None else float(x)
 
@@ -181,8 +186,10 @@ def static_runs(runs, split: str = "val"):
             reason = "child of a dynamic sweep"
         elif r.status != "complete" and not r.reached_end():
             reason = f"status {r.status}"  # a parent stopped mid-run: its losses are not final
-        elif not isinstance(r.results.get(f"{split}_loss"), dict):
+        elif not isinstance(r.results.get(f"{split}_loss"), dict) or not r.results[f"{split}_loss"]:
             reason = f"no {split}_loss"
+        elif not all(math.isfinite(x) for x in r.losses(split).values()):
+            reason = f"non-finite {split}_loss (diverged)"
         if reason:
             skipped[reason] = skipped.get(reason, 0) + 1
         else:

@@ -122,6 +122,8 @@ def dynamic_pairs(runs):
         if before is None:
             raise UsageError(f"{parent.path}: no validation loss at the break step {step}")
         after = child.losses("val")
+        if not all(np.isfinite(after[g]) and np.isfinite(before[g]) for g in groups):
+            raise UsageError(f"{child.path}: non-finite validation loss (diverged run or parent); remove it")
         P.append([child.mixture()[child.groups.index(g)] for g in groups])
         dL.append([after[g] - before[g] for g in groups])
         parents.append(parent.path)

@@ -117,13 +117,21 @@ class InstructionSampler:
         self.k = len(self.groups)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.sampling = sampling
         self.pad_id = int(pad_id)
         self.train_on_prompt = bool(train_on_prompt)
         self.num_examples = {g: len(ex) for g, ex in self.tasks.items()}
         self._composer = BatchComposer(self.groups, batch_size, seed, sampling, weights)
         self._order = EpochOrder(self.num_examples, seed)
         self._drawn = np.zeros(self.k, dtype=np.int64)
+
+    @property
+    def sampling(self) -> str:
+        """"exact" or "multinomial"; setting it changes the rule of `next_batch()` (as MixtureSampler)."""
+        return self._composer.sampling
+
+    @sampling.setter
+    def sampling(self, value: str) -> None:
+        self._composer.sampling = value
 
     @property
     def weights(self) -> np.ndarray:

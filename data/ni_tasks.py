@@ -140,7 +140,7 @@ def read_task(path: str):
         if not isinstance(inst, dict) or not isinstance(inst.get("input"), str):
             raise UsageError(f"{path}: instance {i} has no 'input' string")
         outputs = inst.get("output", [])
-        outputs = [outputs] if isinstance(outputs, str) else outputs
+        outputs = [outputs] if isinstance(outputs, str) else outputs if isinstance(outputs, list) else []
         instances.append((inst["input"], [o for o in outputs if isinstance(o, str) and o.strip()]))
     return definition, instances
 

@@ -309,6 +309,7 @@ def prepare_corpus(input_path, output_dir, tokenizer_spec, *, groups=None, num_p
         bar.close()
         if pool is not None:
             pool.terminate()
+            pool.join()
         writer.discard()
         (out / "meta.json.tmp").unlink(missing_ok=True)
         if created_out and not any(out.iterdir()):

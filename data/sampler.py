@@ -16,17 +16,25 @@ from __future__ import annotations
 
 import mmap
 import os
+import weakref
 from typing import Optional
 
 import numpy as np
 
 from data.composition import BatchComposer, EpochOrder, check_sampling
+from data.shards import _check_context_length
 from errors import UsageError
+
+
+def _close_fds(files: list) -> None:
+    for source in files:
+        if source is not None:
+            os.close(source[0])
 
 
 def _file_source(tokens):
     """(fd, byte offset, dtype) when `tokens` is a memmap of a file, else None. The fd stays open
-    for the sampler's lifetime (read-only; closed by the OS at exit)."""
+    for the sampler's lifetime (read-only; closed when the sampler is garbage-collected)."""
     # only an original mapping (its base is the mmap object): a slice or view of one may start
     # anywhere in the file, so it is read through numpy instead
     if not (isinstance(tokens, np.memmap) and isinstance(tokens.base, mmap.mmap) and tokens.filename):
@@ -44,8 +52,7 @@ class MixtureSampler:
     def __init__(self, sources: dict, context_length: int, batch_size: int, seed: int,
                  sampling: str = "exact", weights=None):
         check_sampling(sampling)
-        if int(context_length) != context_length or context_length < 1:
-            raise UsageError(f"--context_length must be a positive integer, got {context_length}")
+        _check_context_length(context_length)
         # validates batch_size, seed and that there is a group (weights are set once the data is cut)
         self._composer = BatchComposer(list(sources), batch_size, seed, sampling)
         self.groups = self._composer.groups
@@ -58,6 +65,8 @@ class MixtureSampler:
         # read with pread instead (see _rows): mapped pages would count in the process's RSS.
         self._views = []
         self._files = []
+        # one process may build many samplers (sweeps, tests): close the shard fds with the sampler
+        weakref.finalize(self, _close_fds, self._files)
         for g, tokens in sources.items():
             tokens = np.asarray(tokens) if not isinstance(tokens, np.ndarray) else tokens
             if tokens.ndim != 1:

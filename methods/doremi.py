@@ -94,6 +94,9 @@ class DoremiMethod(MixingMethod):
         if not os.path.exists(path):  # fail before the run directory is created, not at step 0
             raise UsageError(f"{who}: --doremi_reference_model_path {path} does not exist; pass the run directory "
                              "of a stratified run saved with --save_model, or its model/ folder")
+        if not any(os.path.isfile(os.path.join(path, *sub, "config.json")) for sub in ((), ("model",))):
+            raise UsageError(f"{who}: --doremi_reference_model_path {path} holds no saved model (no config.json "
+                             "in it or in its model/ folder); rerun the reference with --save_model")
         self.reference_path = str(path)
         self.mu = require_positive(getattr(args, "doremi_mu", 1.0), "--doremi_mu", who)
         self.log_every = max(1, int(getattr(args, "log_every", 10) or 10))

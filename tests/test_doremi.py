@@ -43,6 +43,7 @@ def make_batch(group_ids, rng) -> dict:
 
 
 def make(tmp_path, *extra, total=10):
+    (tmp_path / "config.json").touch()  # a saved model's marker; the tests pass the model itself as a service
     args = build_parser().parse_args(["--doremi", "--doremi_reference_model_path", str(tmp_path), *extra])
     return build_method("doremi", GROUPS, args, total)
 
@@ -93,6 +94,9 @@ def test_missing_reference_is_a_usage_error(tmp_path):
         DoremiMethod(GROUPS, args, 10)
     args = build_parser().parse_args(["--doremi", "--doremi_reference_model_path", str(tmp_path / "nope")])
     with pytest.raises(UsageError, match="does not exist"):
+        DoremiMethod(GROUPS, args, 10)
+    args = build_parser().parse_args(["--doremi", "--doremi_reference_model_path", str(tmp_path)])
+    with pytest.raises(UsageError, match="no saved model.*--save_model"):  # caught before any output is written
         DoremiMethod(GROUPS, args, 10)
     with pytest.raises(UsageError, match="--doremi_mu"):
         make(tmp_path, "--doremi_mu", "-1")

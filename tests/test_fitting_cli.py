@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from analysis.fabricate import write_run
+from fabricate import write_run
 from mixing_law_fitting import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -55,6 +55,13 @@ def test_both_schemas_are_read():
         assert len(instances) == 24 and all(isinstance(i, str) and outs for i, outs in instances)
 
 
+def test_non_list_output_counts_as_no_output(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"Definition": "d", "Instances": [{"input": "a", "output": None},
+                                                                 {"input": "b", "output": "yes"}]}))
+    assert ni_tasks.read_task(str(path)) == ("d", [("a", []), ("b", ["yes"])])
+
+
 def test_splits_are_deterministic_disjoint_and_round_trip_as_json(tok, tmp_path, monkeypatch):
     a = build(tok, tmp_path / "a")
     b = build(tok, tmp_path / "b")
@@ -217,6 +224,8 @@ def test_sampler_composition_epochs_and_state_round_trip(tok, tmp_path):
             np.testing.assert_array_equal(x[key], y[key])
     m = InstructionSampler(tasks, 8, seed=3, sampling="multinomial", weights=[0, 1, 0], pad_id=0)
     assert set(m.next_batch()["group_ids"]) == {1}
+    m.sampling = "exact"  # one attribute, the composer's, as on MixtureSampler
+    assert m.sampling == m._composer.sampling == "exact"
     with pytest.raises(UsageError):
         InstructionSampler(tasks, 4, seed=3, pad_id=0).load_state_dict(state)
 

@@ -141,6 +141,10 @@ def _main_in_process(argv, capsys):
     (["--batch_size", "3", "--gradient_accumulation_steps", "2"], "--gradient_accumulation_steps"),
     (["--no_such_flag"], "unrecognized arguments"),
     (["--max_steps", "ten"], "--max_steps"),
+    (["--lr", "0"], "--lr"),
+    (["--eval_batch_size", "0"], "--eval_batch_size"),
+    (["--num_threads", "0"], "--num_threads"),
+    (["--warmup_steps", "-1"], "--warmup_steps"),
 ])
 def test_bad_input_is_one_line_exit_2(tiny_shards, tmp_path, capsys, extra, needle):
     argv = paper_flags(tiny_shards, str(tmp_path / "out"), "--max_steps", "4", *extra)
@@ -175,3 +179,11 @@ def test_diverging_loss_stops_with_one_line_and_keeps_checkpoints(tiny_shards, t
     assert not os.path.exists(tmp_path / "o" / "nan" / "results.json")
     for name in os.listdir(tmp_path / "o" / "nan" / "checkpoints"):  # only steps before the divergence
         assert int(name.split("_")[1]) < int(err[0].split("at step ")[1].split(";")[0])
+
+
+def test_diverging_loss_before_break_saves_no_parent_state(tiny_shards, tmp_path, capsys):
+    argv = paper_flags(tiny_shards, str(tmp_path / "o"), "--max_steps", "40", "--break_steps", "30", "--lr", "1e6",
+                       "--lr_scheduler", "constant", "--log_every", "100", "--run_name", "nan")
+    code, err = _main_in_process(argv, capsys)
+    assert code == 2 and len(err) == 1 and "loss became nan" in err[0], err
+    assert not os.path.exists(tmp_path / "o" / "nan" / "checkpoints"), "a diverged parent state was saved"

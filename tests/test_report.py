@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from analysis.fabricate import write_run
+from fabricate import write_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 S1, S2 = ["arxiv", "stackexchange"], ["arxiv", "book", "stackexchange"]
@@ -120,3 +120,38 @@ def test_report_module_entry_point(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "missing")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def _diverge(run_dir):
+    """Rewrite results.json as the trainer writes a diverged run: NaN losses become null."""
+    path = os.path.join(run_dir, "results.json")
+    res = json.loads(open(path).read())
+    for key in ("val_loss", "test_loss", "test_perplexity"):
+        res[key] = {g: None for g in res[key]}
+    res["average_val_loss"] = res["average_test_loss"] = res["average_test_perplexity"] = None
+    with open(path, "w") as f:
+        json.dump(res, f)
+
+
+def test_diverged_runs_are_left_out_and_counted(tmp_path, capsys):
+    """null (NaN) losses in results.json: the report and the sweep fits skip the run, naming why."""
+    from analysis.report import build_table
+    from analysis.runs import find_runs
+    from mixing_law_fitting import main
+
+    _fabricate(tmp_path / "runs")
+    _diverge(write_run(tmp_path / "runs", "s1_aioli_seed2", S1, [0.5, 0.5], method="aioli", seed=2,
+                       val_loss=[3.0, 3.0], test_loss=[3.0, 3.0]))
+    for p in (0.2, 0.4, 0.6, 0.8):
+        write_run(tmp_path / "runs" / "sweep", f"sweep_{p}", S1, [p, 1 - p], val_loss=[3.0 + p, 3.5 - p],
+                  test_loss=[3.0, 3.0])
+    _diverge(write_run(tmp_path / "runs" / "sweep", "sweep_diverged", S1, [0.1, 0.9], val_loss=[3.0, 3.0],
+                       test_loss=[3.0, 3.0]))
+    table = build_table(find_runs([str(tmp_path / "runs")]))
+    assert table["skipped"] == {"runs with a non-finite test loss (diverged)": 2}
+    aioli = {r["method"]: r for r in table["rows"]}["aioli"]["cells"]["arxiv/stackexchange"]
+    assert aioli["seeds"] == [0, 1] and aioli["delta"] == pytest.approx(-0.4)
+    out = tmp_path / "best.json"
+    assert main(["best", "--run_dir", str(tmp_path / "runs" / "sweep"), "--output", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["skipped_runs"] == {"non-finite val_loss (diverged)": 1} and res["n_mixtures"] == 4

@@ -109,6 +109,22 @@ def test_memmap_source(tmp_path):
     np.testing.assert_array_equal(x % L, np.tile(np.arange(L), (4, 1)))
 
 
+def test_memmap_fds_are_closed_with_the_sampler(tmp_path):
+    """The pread fds of file-backed groups do not outlive the sampler (many samplers per process)."""
+    import gc
+    import os
+
+    path = tmp_path / "train.bin"
+    np.arange(10 * L, dtype=np.uint16).tofile(path)
+    s = MixtureSampler({"a": np.memmap(path, dtype=np.uint16, mode="r")}, L, 4, seed=0)
+    fd = s._files[0][0]
+    os.fstat(fd)  # open while the sampler lives
+    del s
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
 def test_epochs_cover_every_window_across_weight_changes():
     sizes = [13, 29, 7]
     s = MixtureSampler(make_sources(sizes), L, 5, seed=4, weights=[0.2, 0.5, 0.3])

@@ -2,7 +2,7 @@
 
 A checkpoint is a directory `checkpoints/step_<NNNNNNNN>/` holding `model.safetensors`,
 `optimizer.pt`, `scheduler.pt`, `rng.pt` (torch RNG states), `state.json` (step, sampler state,
-method state, histories, python/numpy RNG states) and `manifest.json` (size and sha256 of every
+method state, histories, the python RNG state) and `manifest.json` (size and sha256 of every
 other file), written last. It is built in a temporary directory and renamed into place, so a crash
 never leaves a half checkpoint under the final name; a checkpoint whose manifest is missing or does
 not match its files (a truncated copy, a full disk) is skipped with a warning and the previous one is

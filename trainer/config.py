@@ -4,6 +4,7 @@ Defaults that depend on the situation (the demo, the device, the method) are fil
 for flags the user did not give; every inconsistency is a UsageError naming the flag and the fix.
 """
 import argparse
+import math
 
 from errors import UsageError
 from trainer.args import METHOD_FLAGS, build_parser
@@ -88,7 +89,8 @@ def validate(args):
                          "its tasks/ folder")
     if args.max_steps is None or args.max_steps <= 0:
         raise UsageError("--max_steps: give the number of optimizer updates (a positive integer)")
-    for flag in ("batch_size", "context_length", "n_epochs", "num_ckpts", "gradient_accumulation_steps", "log_every"):
+    for flag in ("batch_size", "eval_batch_size", "context_length", "n_epochs", "num_ckpts",
+                 "gradient_accumulation_steps", "log_every", "num_threads", "remaining_steps"):
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise UsageError(f"--{flag}: must be a positive integer, got {getattr(args, flag)}")
     if args.batch_size % args.gradient_accumulation_steps:
@@ -96,6 +98,10 @@ def validate(args):
                          f"--batch_size {args.batch_size}")
     if args.eval_batch_size is None:
         args.eval_batch_size = args.batch_size
+    if not (math.isfinite(args.lr) and args.lr > 0):  # the schedules are lr(step) / peak
+        raise UsageError(f"--lr: must be a positive finite number, got {args.lr}")
+    if args.warmup_steps < 0:
+        raise UsageError(f"--warmup_steps: must be >= 0, got {args.warmup_steps}")
     if args.context_length < 2:
         raise UsageError("--context_length: at least 2 tokens")
     if args.proportions is not None and args.proportions_file is not None:
@@ -111,6 +117,11 @@ def validate(args):
         raise UsageError("--resume_model_path needs --remaining_steps (steps to train after the parent's state)")
     if args.remaining_steps is not None and not args.resume_model_path:
         raise UsageError("--remaining_steps only applies with --resume_model_path")
+    if args.resume_model_path and args.method != "static":
+        raise UsageError(f"--resume_model_path with --{args.method}: children of a dynamic sweep are static runs "
+                         "(--proportions or --proportions_file); the parent may use any method")
+    if args.checkpoint_every is not None and args.checkpoint_every <= 0:
+        raise UsageError("--checkpoint_every: must be a positive number of steps")
     if args.resume and args.resume_model_path:
         raise UsageError("--resume continues this run; --resume_model_path starts a child of another run: "
                          "give only one")

@@ -177,7 +177,8 @@ class Trainer:
             self.step += 1
             window_tokens += self.tokens - tokens_before
             bar.update(1)
-            due_log = self.step % self.log_every == 0 or self.step == self.total_steps
+            # the break step too: its loss is checked before finish() saves the parent state
+            due_log = self.step % self.log_every == 0 or self.step in (self.total_steps, self.break_steps)
             due_ckpt = self.checkpoint_every and self.step % self.checkpoint_every == 0
             if due_log or due_ckpt or record:
                 train_loss = float(loss_sum) / max(loss_count, 1)
@@ -187,7 +188,7 @@ class Trainer:
                         "train_loss": train_loss, "weights": self.weights_trajectory[-1]["weights"],
                         "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
                 # evaluations ran before this update, at step - 1
-                line.update({k: v for k, v in record.items()})
+                line.update(record)
                 if record:
                     line["eval_step"] = self.step - 1
                 extras = self.method.log_values()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 
-from .common import write_json
+from analysis.common import write_json
 
 
 def write_run(root, name, groups, weights, *, method="static", seed=0, val_loss=None, test_loss=None,
