@@ -231,3 +231,53 @@ class EpochOrder:
         self.epoch = [int(state["epoch"][g]) for g in self.groups]
         self.cursor = [int(state["cursor"][g]) for g in self.groups]
         self._perm = [self._permutation(j, self.epoch[j]) for j in range(len(self.groups))]
+
+
+class ComposedSampler:
+    """The mixture side shared by the window sampler (data/sampler.py) and the instruction sampler
+    (data/instruction_sampler.py): a `BatchComposer` decides which group each row comes from and an
+    `EpochOrder` which item of the group comes next. A subclass sets `groups`, `k`, `batch_size`,
+    `seed`, `_composer`, `_order` and `_drawn` (items drawn per group, int64 (k,)) and turns item
+    indices into rows."""
+
+    @property
+    def sampling(self) -> str:
+        """"exact" or "multinomial" (the composition rule of `next_batch()` without `exact`)."""
+        return self._composer.sampling
+
+    @sampling.setter
+    def sampling(self, value: str) -> None:
+        self._composer.sampling = value
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Current mixture, shape (k,), on the simplex (a copy)."""
+        return self._composer.weights
+
+    def set_weights(self, weights) -> None:
+        """Set the mixture (any positive scale; normalized). Cheap: nothing is rebuilt. Changing the
+        values restarts the exact rule's carried error."""
+        self._composer.set_weights(weights)
+
+    def exact_counts(self) -> np.ndarray:
+        """Items per group for the next exact batch (advances the carried error), shape (k,)."""
+        return self._composer.exact_counts()
+
+    @property
+    def epochs(self) -> dict:
+        """{group: completed passes over its items}."""
+        return {g: int(e) for g, e in zip(self.groups, self._order.epoch)}
+
+    def _drawn_by_group(self) -> dict:
+        return {g: int(n) for g, n in zip(self.groups, self._drawn)}
+
+    def _load_mixture_state(self, state: dict, checks, fix: str, drawn_key: str) -> None:
+        """Refuse a state saved for another configuration (`checks`: (key, this run's value) pairs;
+        `fix` says what to keep equal), then restore composer, order and counts."""
+        for key, mine in checks:
+            if state.get(key) != mine:
+                raise UsageError(f"sampler state was saved with {key}={state.get(key)} but this run has {mine}; "
+                                 f"resume with the same {fix}")
+        self._composer.load_state_dict(state)
+        self._order.load_state_dict(state)
+        self._drawn = np.array([state[drawn_key][g] for g in self.groups], dtype=np.int64)

@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from data.composition import BatchComposer, EpochOrder
+from data.composition import BatchComposer, ComposedSampler, EpochOrder
 from errors import UsageError
 
 IGNORE = -100
@@ -100,7 +100,7 @@ def gather_rows(sources: list, picks: list) -> dict:
     return out
 
 
-class InstructionSampler:
+class InstructionSampler(ComposedSampler):
     """Draws padded batches from ordered `tasks` {group: Examples} (their training split).
 
     batch_size in examples; `seed` a non-negative int (the run's --selection_seed); `weights`
@@ -124,25 +124,6 @@ class InstructionSampler:
         self._order = EpochOrder(self.num_examples, seed)
         self._drawn = np.zeros(self.k, dtype=np.int64)
 
-    @property
-    def sampling(self) -> str:
-        """"exact" or "multinomial"; setting it changes the rule of `next_batch()` (as MixtureSampler)."""
-        return self._composer.sampling
-
-    @sampling.setter
-    def sampling(self, value: str) -> None:
-        self._composer.sampling = value
-
-    @property
-    def weights(self) -> np.ndarray:
-        return self._composer.weights
-
-    def set_weights(self, weights) -> None:
-        self._composer.set_weights(weights)
-
-    def exact_counts(self) -> np.ndarray:
-        return self._composer.exact_counts()
-
     def next_batch(self, exact: Optional[bool] = None) -> dict:
         """One batch (see the module docstring); exact=True forces the exact composition."""
         gids, counts = self._composer.next(exact)
@@ -158,13 +139,9 @@ class InstructionSampler:
 
     @property
     def examples_drawn(self) -> dict:
-        return {g: int(n) for g, n in zip(self.groups, self._drawn)}
+        return self._drawn_by_group()
 
     windows_drawn = examples_drawn  # the window sampler's name, for code that logs either
-
-    @property
-    def epochs(self) -> dict:
-        return dict(zip(self.groups, map(int, self._order.epoch)))
 
     def state_dict(self) -> dict:
         """JSON-serializable; `load_state_dict` resumes the identical stream."""
@@ -173,12 +150,7 @@ class InstructionSampler:
                 "examples_drawn": self.examples_drawn, **self._order.state_dict(), **self._composer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        for key, mine in (("groups", self.groups), ("seed", self.seed), ("batch_size", self.batch_size),
-                          ("num_examples", self.num_examples)):
-            if state.get(key) != mine:
-                raise UsageError(f"sampler state was saved with {key}={state.get(key)} but this run has {mine}; "
-                                 "resume with the same tasks, --slice_list, --selection_seed, batch size, "
-                                 "--context_length and split flags")
-        self._composer.load_state_dict(state)
-        self._order.load_state_dict(state)
-        self._drawn = np.array([state["examples_drawn"][g] for g in self.groups], dtype=np.int64)
+        checks = (("groups", self.groups), ("seed", self.seed), ("batch_size", self.batch_size),
+                  ("num_examples", self.num_examples))
+        self._load_mixture_state(state, checks, "tasks, --slice_list, --selection_seed, batch size, "
+                                 "--context_length and split flags", "examples_drawn")

@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from data.composition import BatchComposer, EpochOrder, check_sampling
+from data.composition import BatchComposer, ComposedSampler, EpochOrder, check_sampling
 from data.shards import _check_context_length
 from errors import UsageError
 
@@ -42,7 +42,7 @@ def _file_source(tokens):
     return os.open(tokens.filename, os.O_RDONLY), int(tokens.offset), tokens.dtype
 
 
-class MixtureSampler:
+class MixtureSampler(ComposedSampler):
     """Draws batches of windows from ordered `sources` {group: 1-D token array (a memmap)}.
 
     batch_size B and context_length L are in windows and tokens; `seed` a non-negative int;
@@ -83,31 +83,6 @@ class MixtureSampler:
         if weights is not None:
             self.set_weights(weights)
 
-    @property
-    def sampling(self) -> str:
-        """"exact" or "multinomial" (the composition rule of `next_batch()` without `exact`)."""
-        return self._composer.sampling
-
-    @sampling.setter
-    def sampling(self, value: str) -> None:
-        self._composer.sampling = value
-
-    # -- weights ------------------------------------------------------------------------------
-    @property
-    def weights(self) -> np.ndarray:
-        """Current mixture, shape (k,), on the simplex (a copy)."""
-        return self._composer.weights
-
-    def set_weights(self, weights) -> None:
-        """Set the mixture (any positive scale; normalized). Cheap: nothing is rebuilt. Changing the
-        values restarts the exact rule's carried error (see data/composition.py)."""
-        self._composer.set_weights(weights)
-
-    # -- drawing ------------------------------------------------------------------------------
-    def exact_counts(self) -> np.ndarray:
-        """Windows per group for the next exact batch (advances the carried error), shape (k,)."""
-        return self._composer.exact_counts()
-
     def next_batch(self, exact: Optional[bool] = None):
         """One batch: (windows (B, L) int64, group indices (B,) int64 into `groups`).
 
@@ -142,12 +117,7 @@ class MixtureSampler:
     @property
     def windows_drawn(self) -> dict:
         """{group: windows drawn so far} (for logging; multiply by L for tokens)."""
-        return {g: int(n) for g, n in zip(self.groups, self._drawn)}
-
-    @property
-    def epochs(self) -> dict:
-        """{group: completed passes over its windows}."""
-        return {g: int(e) for g, e in zip(self.groups, self._order.epoch)}
+        return self._drawn_by_group()
 
     def state_dict(self) -> dict:
         """JSON-serializable state; `load_state_dict` resumes the identical stream."""
@@ -171,12 +141,7 @@ class MixtureSampler:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        for key, mine in (("groups", self.groups), ("seed", self.seed), ("context_length", self.context_length),
-                          ("batch_size", self.batch_size), ("num_windows", self.num_windows)):
-            if state.get(key) != mine:
-                raise UsageError(f"sampler state was saved with {key}={state.get(key)} but this run has "
-                                 f"{mine}; resume with the same data, --slice_list, --seed, --context_length "
-                                 "and batch size")
-        self._composer.load_state_dict(state)
-        self._order.load_state_dict(state)
-        self._drawn = np.array([state["windows_drawn"][g] for g in self.groups], dtype=np.int64)
+        checks = (("groups", self.groups), ("seed", self.seed), ("context_length", self.context_length),
+                  ("batch_size", self.batch_size), ("num_windows", self.num_windows))
+        self._load_mixture_state(state, checks, "data, --slice_list, --seed, --context_length and batch size",
+                                 "windows_drawn")

@@ -4,7 +4,6 @@
 # Environment: see common.sh (TASKS, MODEL, OUTPUT_DIR, SEEDS).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-NI_DIR="${NI_DIR:?set NI_DIR to the natural-instructions checkout (or its tasks/ folder)}"
 source "$HERE/common.sh"  # COMMON flags, MAIN (main.py relative to this folder), TASK_LIST, K, OUT
 
 # The paper's repository has no Aioli script for instruction tasks; these settings are ours: README

@@ -35,3 +35,7 @@ cover_file() {  # cover_file N SEED -> path of the .txt (created once)
     --output "$dir/$base.json" >&2
   echo "$dir/$base.txt"
 }
+
+load_cover() {  # MIXES <- the cover of N (default 50) mixtures with seed COVER_SEED (default 0)
+  mapfile -t MIXES < "$(cover_file "${N:-50}" "${COVER_SEED:-0}")"
+}

@@ -6,13 +6,10 @@
 # Afterwards: python mixing_law_fitting.py best / linreg --run_dir "$OUTPUT_DIR/sweep" ...
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-NI_DIR="${NI_DIR:?set NI_DIR to the natural-instructions checkout (or its tasks/ folder)}"
 source "$HERE/common.sh"  # COMMON flags, MAIN (main.py relative to this folder), TASK_LIST, K, OUT
-N="${N:-50}"
-COVER="$(cover_file "$N" "${COVER_SEED:-0}")"
+load_cover  # MIXES: the N-mixture cover (N, COVER_SEED)
 SEED="${SEED:-0}"
 
-mapfile -t MIXES < "$COVER"
 for ((i = 0; i < ${#MIXES[@]}; i++)); do
   IFS=, read -r -a P <<< "${MIXES[$i]}"
   NAME="sweep-$i-seed$SEED"
