@@ -21,6 +21,7 @@ from typing import Optional
 import numpy as np
 
 from data.composition import BatchComposer, ComposedSampler, EpochOrder
+from data.shards import spread_indices
 from errors import UsageError
 
 IGNORE = -100
@@ -81,9 +82,9 @@ def _row(ex: Examples, i: int):
 
 
 def eval_arrays(ex: Examples, max_rows: Optional[int], pad_id: int) -> dict:
-    """The first `max_rows` examples (all when None), right-padded, answer-only labels."""
-    n = len(ex) if max_rows is None else min(len(ex), int(max_rows))
-    return pad_rows([_row(ex, i) for i in range(n)], pad_id)
+    """`max_rows` examples spread over the split (all when None; `data.shards.spread_indices`),
+    right-padded, answer-only labels."""
+    return pad_rows([_row(ex, int(i)) for i in spread_indices(len(ex), max_rows)], pad_id)
 
 
 def gather_rows(sources: list, picks: list) -> dict:

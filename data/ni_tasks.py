@@ -47,7 +47,7 @@ import numpy as np
 
 from errors import UsageError
 
-# The paper's nine tasks (reference/paper-repo.md section 3.2); the default --slice_list is their
+# The paper's nine tasks; the default --slice_list is their
 # short names in sorted order, as the paper used them.
 PAPER_TASKS = {
     "squad": "task075_squad1.1_answer_generation",

@@ -8,7 +8,8 @@ Two layouts are readable (see docs/formats.md):
   None because scanning a multi-GB file for its largest id would cost more than it tells.
 
 Units: `tokens(...)` returns token arrays; `num_windows` / `eval_windows` count non-overlapping
-context-length windows (window i = tokens[i*L:(i+1)*L]; the tail shorter than L is dropped).
+context-length windows (window i = tokens[i*L:(i+1)*L]; the tail shorter than L is dropped). A
+bounded evaluation takes windows spread over the whole split (`spread_indices`), never the first n.
 Every mistake the user can fix raises `UsageError` with one line naming the directory/file and the fix.
 """
 from __future__ import annotations
@@ -207,16 +208,32 @@ def _check_context_length(context_length) -> int:
     return int(context_length)
 
 
-def eval_windows(tokens: np.ndarray, context_length: int, max_windows: Optional[int] = None) -> np.ndarray:
-    """The first n non-overlapping windows of `tokens`, shape (n, context_length), int64 (a copy).
+def spread_indices(total: int, n) -> np.ndarray:
+    """`n` indices spread evenly over range(total) (all of them when n is None or >= total).
 
-    Fixed and unshuffled, so every evaluation sees the same tokens. n = all whole windows
-    (len(tokens) // context_length), or at most `max_windows` windows when given.
+    Index i is the middle integer of the i-th of n equal strides [i*total/n, (i+1)*total/n), so
+    a bounded evaluation samples the whole split (every part of it, its later documents too), and
+    the choice is fixed: the same rows for every run, method and seed. Never the first n rows: a
+    split's first windows are its first few documents."""
+    if n is None or n >= total:
+        return np.arange(total)
+    if n < 0:
+        raise UsageError(f"the maximum number of evaluation windows must be >= 0, got {n}")
+    n = int(n)
+    starts = (np.arange(n + 1, dtype=np.int64) * total + n - 1) // n  # ceil(i * total / n), exact in integers
+    return (starts[:-1] + starts[1:] - 1) // 2
+
+
+def eval_windows(tokens: np.ndarray, context_length: int, max_windows: Optional[int] = None) -> np.ndarray:
+    """Fixed evaluation windows of `tokens`, shape (n, context_length), int64 (a copy).
+
+    All whole windows (len(tokens) // context_length), or `max_windows` of them spread evenly over
+    the split (`spread_indices`) when given; the same windows every time they are asked for.
     """
     context_length = _check_context_length(context_length)
-    n = len(tokens) // context_length
-    if max_windows is not None:
-        if max_windows < 0:
-            raise UsageError(f"the maximum number of evaluation windows must be >= 0, got {max_windows}")
-        n = min(n, int(max_windows))
-    return np.array(tokens[: n * context_length], dtype=np.int64).reshape(n, context_length)
+    total = len(tokens) // context_length
+    rows = spread_indices(total, max_windows)
+    if len(rows) == total:
+        return np.array(tokens[: total * context_length], dtype=np.int64).reshape(total, context_length)
+    view = tokens[: total * context_length].reshape(total, context_length)
+    return np.array(view[rows], dtype=np.int64)

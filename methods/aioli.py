@@ -1,33 +1,44 @@
-"""Aioli (Chen et al., arXiv 2411.05735) as a per-step state machine; reference/paper-repo.md 4.3.
+"""Aioli (Chen et al., arXiv 2411.05735) as a per-step state machine, with a more robust estimator.
 
 Units: a step is one optimizer update; `step` counts the updates done (methods/base.py). Losses are
-mean validation cross-entropies (nats) per group, ordered like the run's groups.
+mean validation cross-entropies (nats) per group, ordered like the run's groups. docs/aioli.md
+explains every choice below and what it was measured to do.
 
-Timeline. [0, S0) is the prior phase (S0 = --prior_steps, 0 without it): the mixture is the
-normalized --aioli_prior (uniform when only --prior_steps is given), or, with --graph_path, Skill-it
+Timeline. [0, P) is the prior phase (P = --prior_steps, 0 without it): the mixture is the normalized
+--aioli_prior (uniform when only --prior_steps is given), or, with --graph_path, Skill-it
 (methods/skillit.py) started from p ∝ exp(skillit_eta * G @ 1) and updated every
---skillit_update_steps steps. Then rounds of U = --update_steps steps start at r0 = S0 + r*U (one
-round over the whole rest of the run with --aioli_static). A round of length len (the last one may
-be shorter) runs LearnParams when delta = lp_rounds * lp_steps * k < len, i.e. when at least one step
-on the updated p remains; otherwise it just trains on p (a short last round).
+--skillit_update_steps steps. The first round starts at S0 = max(P, W), W = --warmup_steps of a
+warming-up LR schedule (0 with --aioli_probe_warmup, the paper's): probes inside the warmup would
+measure the learning rate at their position, not the data. Until S0 the mixture stays as it was.
+Rounds of U = --update_steps steps start at r0 = S0 + r*U (one round over the whole rest of the run
+with --aioli_static). A round of length len (the last one may be shorter) runs LearnParams when
+delta = lp_rounds * lp_steps * k < len, i.e. when at least one step on the updated p remains;
+otherwise it just trains on p (a short last round).
 
-LearnParams of round r: evaluate L0 at r0; the probe order is the concatenation of lp_rounds
-permutations of range(k) drawn from np.random.default_rng(SeedSequence([ORDER_TAG, seed, r])), so it
-is a pure function of (--selection_seed, r) and needs no RNG state. Probe i trains steps
-[r0 + i*lp_steps, r0 + (i+1)*lp_steps) on q_j (j = order[i]; q_j[j] = ohf, the others (1-ohf)/(k-1),
-batches with exact composition), then evaluates: D[:, j] += L_before - L_after. At r0 + delta:
-D /= lp_rounds; A_raw = D W^-1 (W row j = q_j; A_raw = D when ohf = 1; --aioli_diagonal:
-diag(D_ii / ohf), valid for ohf = 1 too: pure one-hot probes measure the self-effect directly).
-Optional --aioli_normalize_A (shift by min if negative, divide by the sum; an all-zero matrix stays
-zero = no change), optional --ema g (Abar = A in the first round, then (1-g) A + g Abar; p ∝
-base * exp(eta * colsum(Abar)) with base = p at the first update: non-cumulative as in the paper).
-Without EMA p <- p * exp(eta * colsum(A)) (cumulative). The base is the prior (or the Skill-it mixture
-at S0): the prior is carried, unlike the paper's code. A group with prior weight 0 stays at 0.
+LearnParams of round r: evaluate L0 at r0; the probe order is lp_rounds permutations of range(k)
+drawn from np.random.default_rng(SeedSequence([ORDER_TAG, seed, r])) (--aioli_probe_order
+antithetic, the default: every second one is the previous reversed, so a linear trend of the drops
+over the LearnParams hits every group equally), a pure function of (--selection_seed, r). Probe i
+trains steps [r0 + i*lp_steps, r0 + (i+1)*lp_steps) on the mixture W[j] (j = order[i]): ohf on j and
+the rest spread evenly, rounded to whole rows of the probe's lp_steps x batch_size rows with the
+extra rows on seeded-random other groups (probe_counts), which the exact batch rule realises exactly.
+Then it evaluates: D_rep[:, j] = L_before - L_after for the repeat rep = i // k. At r0 + delta:
+D = mean over repeats; A_raw = D W^-T (--aioli_diagonal: A_ii = D_ii / W_jj); optional
+--aioli_normalize_A (shift by min if negative, divide by the sum). The score of group l is
+sum_i w_i A_il with w = objective_weights (--aioli_objective loss: all ones, the paper's; perplexity:
+w_i ∝ exp(L_i), the gradient of the mean group perplexity), centred, and multiplied by
+noise_shrinkage of the repeats' scores (--aioli_noise_z; 0 = off). Without --ema: p <- p *
+exp(eta * g) (cumulative); with --ema e: gbar = (1-e) g + e gbar, p ∝ base * exp(eta * gbar). The
+base (--aioli_base) is uniform, as in the paper's code, or the prior / Skill-it mixture at S0; with
+the uniform base the first update restarts from uniform, so a bad prior is left at once. With the
+paper's settings (loss, z = 0, random orders) the update equals the paper's: p ∝ base * exp(eta *
+colsum(A)).
 
 Resume: the mixture and wants_eval are pure functions of the step and the few numbers in
 `state_dict()` (JSON), so a checkpoint at any step, even inside a probe, resumes identically.
 Artefact `aioli.json`: {"groups", "settings", "initial_weights", "rounds": [{"round", "step" (when p
-was updated), "L0", "D", "A_raw", "A" (as used), "weights", "probe_order"}], "skillit_init"}.
+was updated), "L0", "L_end", "D", "W", "A_raw", "A" (normalised, EMA'd), "objective_weights", "score",
+"shrinkage", "step_scores" (what multiplied eta), "weights", "probe_order"}], "skillit_init"}.
 """
 from __future__ import annotations
 
@@ -42,6 +53,11 @@ from methods.base import MixingMethod, Mixture, normalize_weights
 from methods.skillit import SkillitSchedule, load_skillit_graph
 
 ORDER_TAG = 0x41696F6C  # "Aiol": keeps probe orders independent of other streams seeded by (seed, round)
+OBJECTIVES = ("loss", "perplexity")
+BASES = ("prior", "uniform")
+PROBE_ORDERS = ("random", "antithetic")
+# schedulers whose --warmup_steps ramp the learning rate (torch's cosine and constant do not)
+_NO_WARMUP_SCHEDULERS = ("cosine", "constant")
 
 
 # -- the pure pieces (tested by hand computations) -------------------------------------------------
@@ -53,25 +69,43 @@ def probe_mixture(k: int, focal: int, ohf: float) -> np.ndarray:
 
 
 def probe_matrix(k: int, ohf: float) -> np.ndarray:
-    """W with row j = probe_mixture(k, j, ohf)."""
+    """W with row j = probe_mixture(k, j, ohf) (the nominal probe mixtures)."""
     return np.stack([probe_mixture(k, j, ohf) for j in range(k)])
 
 
-def probe_order(seed: int, round_index: int, k: int, lp_rounds: int) -> list:
-    """The probe order of a round: lp_rounds random permutations of range(k), concatenated."""
+def probe_counts(k: int, focal: int, ohf: float, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows per group of one probe of `rows` = lp_steps x batch_size training rows: round(ohf x rows)
+    for the focal group, the rest split evenly over the others, with the remainder's extra rows going
+    to others chosen by `rng` (no bias to low indices). Each count / rows is a share the batch rule
+    realises exactly over the probe's batches (data/composition.py), so the probe trains on exactly
+    the mixture that A is un-mixed with."""
+    counts = np.zeros(k, dtype=np.int64)
+    counts[focal] = min(rows, int(round(ohf * rows)))
+    others = np.array([g for g in range(k) if g != focal])
+    each, extra = divmod(rows - int(counts[focal]), k - 1)
+    counts[others] = each
+    counts[rng.choice(others, size=extra, replace=False)] += 1
+    return counts
+
+
+def probe_order(seed: int, round_index: int, k: int, lp_rounds: int, antithetic: bool = False) -> list:
+    """The probe order of a round: lp_rounds permutations of range(k), concatenated. antithetic: every
+    second permutation is the previous one reversed, so that a trend over the LearnParams (the loss
+    curve flattening, the learning rate moving) lands on every group equally in each pair."""
     rng = np.random.default_rng(np.random.SeedSequence([ORDER_TAG, int(seed) % 2**64, int(round_index)]))
-    return [int(j) for _ in range(lp_rounds) for j in rng.permutation(k)]
+    perms = []
+    for rep in range(lp_rounds):
+        perms.append(perms[-1][::-1] if antithetic and rep % 2 == 1 else [int(j) for j in rng.permutation(k)])
+    return [j for perm in perms for j in perm]
 
 
-def estimate_A(D: np.ndarray, ohf: float, diagonal: bool = False) -> np.ndarray:
-    """Un-mix the loss drops: D = A W^T (law: drop_i(q) = sum_l A_il q_l), so A = D W^-T (solved)."""
-    D = np.asarray(D, dtype=np.float64)
+def estimate_A(D: np.ndarray, W: np.ndarray, diagonal: bool = False) -> np.ndarray:
+    """Un-mix the loss drops: D = A W^T (law: drop_i(q) = sum_l A_il q_l; row j of W = the mixture of
+    probe j), so A = D W^-T (solved). diagonal: A_ii = D_ii / W_jj (the focal share)."""
+    D, W = np.asarray(D, dtype=np.float64), np.asarray(W, dtype=np.float64)
     if diagonal:
-        return np.diag(np.diag(D) / ohf)
-    if ohf == 1.0:
-        return D.copy()
-    W = probe_matrix(D.shape[0], ohf)
-    return np.linalg.solve(W.T, D.T).T
+        return np.diag(np.diag(D) / np.diag(W))
+    return np.linalg.solve(W, D.T).T  # A^T = W^-1 D^T
 
 
 def normalize_A(A: np.ndarray) -> np.ndarray:
@@ -82,6 +116,62 @@ def normalize_A(A: np.ndarray) -> np.ndarray:
         A -= low
     total = A.sum()
     return A / total if total > 0 else A
+
+
+def objective_weights(losses: np.ndarray, objective: str) -> np.ndarray:
+    """Row weights of A in the score: the gradient of the objective with respect to the group losses,
+    scaled to mean 1. loss: the sum of group losses (the paper's), all ones; perplexity: the mean of
+    group perplexities, d/dL_i exp(L_i) = exp(L_i), so a group counts in proportion to its perplexity."""
+    losses = np.asarray(losses, dtype=np.float64)
+    if objective == "loss":
+        return np.ones_like(losses)
+    ppl = np.exp(losses - losses.max())  # the scale cancels below; shifting avoids overflow
+    return ppl / ppl.mean()
+
+
+def fit_drops(drops: np.ndarray, mixtures: np.ndarray, trend: int):
+    """Least squares per evaluated group over the probes of one LearnParams.
+
+    drops: (n, k), row m = the loss drops of every group over probe m (in probe order); mixtures:
+    (n, k), row m = the mixture probe m trained on. Model: drops[m, i] = sum_l A_il mixtures[m, l] +
+    sum_{d=1..trend} b_id u_m^d, u = the probe's position scaled to [-1, 1]: the polynomial absorbs the
+    part of the drops that follows the position in the order (the loss curve flattening, the learning
+    rate moving) instead of crediting it to whichever group was probed there. With trend 0 and every
+    mixture probed equally often, A = mean drops un-mixed = D W^-T (the paper's estimator).
+
+    Returns (A (k, k), M (k, k) = the A-block of (X^T X)^-1, sigma2 (k,) residual variance per
+    evaluated group, or None when the fit has no residual degrees of freedom).
+    """
+    drops, mixtures = np.asarray(drops, np.float64), np.asarray(mixtures, np.float64)
+    n, k = drops.shape
+    u = np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(n)
+    X = np.column_stack([mixtures] + [u ** d for d in range(1, trend + 1)])
+    beta = np.linalg.lstsq(X, drops, rcond=None)[0]
+    M = np.linalg.pinv(X.T @ X)[:k, :k]
+    dof = n - np.linalg.matrix_rank(X)
+    sigma2 = ((drops - X @ beta) ** 2).sum(axis=0) / dof if dof > 0 else None
+    return beta[:k].T, M, sigma2
+
+
+def noise_shrinkage(score: np.ndarray, obj: np.ndarray, M: np.ndarray, sigma2, z: float) -> np.ndarray:
+    """Per-group factor in [0, 1] for the centred score s - mean(s), s = obj @ A, A from fit_drops.
+
+    Only differences between groups move p, so the test is on the centred score: its variance is
+    (sum_i obj_i^2 sigma2_i) * (C M C)_ll with C the centring matrix (rows of A estimated
+    independently from one design), t = centred score / its standard error, and the factor is
+    max(0, 1 - (z / t)^2) (positive-part James-Stein): 0 when |t| <= z (a signal within its own noise
+    does not move p), close to 1 when it stands well clear. z = 0, or no residual degrees of freedom,
+    gives all ones (the paper's update).
+    """
+    k = len(score)
+    if z <= 0 or sigma2 is None:
+        return np.ones(k)
+    C = np.eye(k) - 1.0 / k
+    var = float(np.sum(np.asarray(obj) ** 2 * sigma2)) * np.diag(C @ M @ C)
+    centred = score - score.mean()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t2 = np.where(var > 0, centred ** 2 / var, np.inf)
+        return np.clip(1.0 - z * z / t2, 0.0, 1.0)
 
 
 def exp_update(base: np.ndarray, scores: np.ndarray, eta: float) -> np.ndarray:
@@ -122,7 +212,21 @@ class AioliMethod(MixingMethod):
         if not (1.0 / k < self.ohf <= 1.0):
             raise UsageError(f"--one_hot_factor {self.ohf}: must be in (1/k, 1] = ({1.0 / k:.4g}, 1] for k={k} "
                              "groups: the focal group's share must exceed the others' or W is singular")
+        self.batch_size = g("batch_size")  # rows per step: probes are realised exactly over lp_steps batches
         self.normalize = bool(g("aioli_normalize_A", False))
+        self.objective = g("aioli_objective", "loss") or "loss"
+        if self.objective not in OBJECTIVES:
+            raise UsageError(f"--aioli_objective {self.objective}: choose one of {', '.join(OBJECTIVES)}")
+        self.noise_z = float(g("aioli_noise_z", 0.0) or 0.0)
+        if not math.isfinite(self.noise_z) or self.noise_z < 0:
+            raise UsageError(f"--aioli_noise_z must be a finite number >= 0 (0 = no noise gate), got {self.noise_z}")
+        self.antithetic = (g("aioli_probe_order", "random") or "random") == "antithetic"
+        self.trend = int(g("aioli_trend", 0) or 0)
+        if self.trend not in (0, 1, 2):
+            raise UsageError(f"--aioli_trend {self.trend}: 0 (none, the paper's), 1 (linear) or 2 (quadratic)")
+        self.base_rule = g("aioli_base", "prior") or "prior"
+        if self.base_rule not in BASES:
+            raise UsageError(f"--aioli_base {self.base_rule}: choose one of {', '.join(BASES)}")
         self.diagonal = bool(g("aioli_diagonal", False))
         self.ema = g("ema")
         if self.ema is not None and not (0.0 <= float(self.ema) < 1.0):
@@ -139,8 +243,13 @@ class AioliMethod(MixingMethod):
             raise UsageError("--aioli_prior needs --prior_steps (how many steps to train on the prior)")
         self.prior_steps = int(prior_steps or 0)
         if self.prior_steps < 0 or self.prior_steps >= T:
-            raise UsageError(f"--prior_steps {self.prior_steps}: must be in [0, total steps = {T})")
+            raise UsageError(f"--prior_steps {self.prior_steps}: must be in [0, total steps = {T}) (--max_steps)")
         self.prior = None if prior is None else normalize_weights(prior, k, "--aioli_prior")
+        # Probes inside the learning-rate warmup measure the learning rate at their position in the
+        # probe order, not the data: by default the first LearnParams waits for the warmup's end.
+        warmup = 0 if g("lr_scheduler") in _NO_WARMUP_SCHEDULERS else int(g("warmup_steps", 0) or 0)
+        self.warmup = 0 if g("aioli_probe_warmup", False) else max(0, warmup)
+        self.start = max(self.prior_steps, self.warmup)  # step of the first round
         if self.prior is not None and np.any(self.prior == 0):
             warnings.warn("--aioli_prior has zero entries: Aioli's multiplicative updates keep them at zero")
         self.weights = np.full(k, 1.0 / k) if self.prior is None else self.prior.copy()
@@ -151,7 +260,7 @@ class AioliMethod(MixingMethod):
 
         # round geometry
         self.delta = self.lp_rounds * self.lp_steps * k
-        rest = T - self.prior_steps
+        rest = T - self.start
         if self.static:
             self.update_steps = rest  # one round over the rest of the run; --update_steps is ignored
         self.update_steps = int(self.update_steps)
@@ -163,18 +272,23 @@ class AioliMethod(MixingMethod):
                              "lower --lp_rounds/--lp_steps or raise --update_steps")
         if self.delta >= min(self.update_steps, rest):
             raise UsageError(f"--aioli: LearnParams needs {self.delta} steps (--lp_rounds x --lp_steps x k) plus one on "
-                             f"the learned mixture, but only {rest} steps follow the prior phase; lengthen --max_steps, "
-                             "shorten --prior_steps or the probes")
+                             f"the learned mixture, but only {rest} steps follow the prior phase and the warmup (step "
+                             f"{self.start}); lengthen --max_steps, shorten --prior_steps, --warmup_steps or the probes "
+                             "(or pass --aioli_probe_warmup)")
+        if self.batch_size is not None:
+            self._check_probe_counts(k)
 
         # state (everything below is in state_dict)
-        self.base: Optional[np.ndarray] = None  # p before the first update (EMA's base)
-        self.abar: Optional[np.ndarray] = None
+        self.base: Optional[np.ndarray] = None  # what the first update multiplies (EMA: every update)
+        self.abar: Optional[np.ndarray] = None  # EMA of A (recorded for analysis)
+        self.gbar: Optional[np.ndarray] = None  # EMA of the (noise-shrunk, centred) scores that move p
         self.cur_round, self.done_round, self.probes_done = -1, -1, 0
-        self.D: Optional[np.ndarray] = None  # summed drops of the LearnParams in progress
+        self.D: Optional[np.ndarray] = None  # (lp_rounds * k, k): drops of every probe so far, in probe order
         self.L0: Optional[np.ndarray] = None
         self.L_prev: Optional[np.ndarray] = None
         self.rounds: list = []
         self._orders: dict = {}  # cache of probe_order(seed, r); derived, not state
+        self._probes: dict = {}  # cache of the probe mixtures of round r; derived, not state
         self._step = 0
 
     def _skillit_init(self, args) -> SkillitSchedule:
@@ -196,20 +310,43 @@ class AioliMethod(MixingMethod):
 
     # -- schedule: pure functions of the step ------------------------------------------------------
     def _round(self, step: int):
-        """(round index, round start, round length, does LearnParams) for a step >= prior_steps."""
-        r = (step - self.prior_steps) // self.update_steps
-        r0 = self.prior_steps + r * self.update_steps
+        """(round index, round start, round length, does LearnParams) for a step >= start."""
+        r = (step - self.start) // self.update_steps
+        r0 = self.start + r * self.update_steps
         length = min(self.update_steps, self.total_steps - r0)
         return r, r0, length, self.delta < length
 
     def _order(self, r: int) -> list:
         if r not in self._orders:
-            self._orders[r] = probe_order(self.seed, r, self.k, self.lp_rounds)
+            self._orders[r] = probe_order(self.seed, r, self.k, self.lp_rounds, self.antithetic)
         return self._orders[r]
 
+    def _check_probe_counts(self, k: int) -> None:
+        rows = self.lp_steps * int(self.batch_size)
+        focal = int(round(self.ohf * rows))
+        if focal <= -(-(rows - focal) // (k - 1)):
+            raise UsageError(f"--one_hot_factor {self.ohf}: a probe of --lp_steps {self.lp_steps} x batch "
+                             f"{self.batch_size} = {rows} rows gives the focal group {focal}, no more than another "
+                             "group gets; raise --one_hot_factor or --lp_steps")
+
+    def probe_mixtures(self, r: int) -> np.ndarray:
+        """W of round r: row j = the mixture that probe j trains on. With a known batch size, the
+        realised shares of probe_counts (exact over lp_steps batches); else the nominal q_j."""
+        if r not in self._probes:
+            if self.batch_size is None:
+                self._probes[r] = probe_matrix(self.k, self.ohf)
+            else:
+                rows = self.lp_steps * int(self.batch_size)
+                W = np.zeros((self.k, self.k))
+                for j in range(self.k):
+                    rng = np.random.default_rng(np.random.SeedSequence([ORDER_TAG, self.seed % 2**64, r, 1, j]))
+                    W[j] = probe_counts(self.k, j, self.ohf, rows, rng) / rows
+                self._probes[r] = W
+        return self._probes[r]
+
     def wants_eval(self, step: int) -> bool:
-        if step < self.prior_steps:
-            return self.skillit is not None and self.skillit.wants(step)
+        if step < self.start:
+            return self.skillit is not None and step < self.prior_steps and self.skillit.wants(step)
         if step >= self.total_steps:
             return False
         _, r0, _, lp = self._round(step)
@@ -218,13 +355,13 @@ class AioliMethod(MixingMethod):
 
     def mixture(self, step: int) -> Mixture:
         self._step = step
-        if step < self.prior_steps:
+        if step < self.start:
             return Mixture(self.weights.copy())
         r, r0, _, lp = self._round(step)
         off = step - r0
         if lp and off < self.delta:
             focal = self._order(r)[off // self.lp_steps]
-            return Mixture(probe_mixture(self.k, focal, self.ohf), exact=True)
+            return Mixture(self.probe_mixtures(r)[focal].copy(), exact=True)
         if lp and self.done_round < r:
             raise RuntimeError(f"Aioli: round {r}'s LearnParams evaluations were not all observed by step {step}; "
                                "the loop must call observe_eval whenever wants_eval is True")
@@ -235,8 +372,8 @@ class AioliMethod(MixingMethod):
         losses = np.asarray(losses, dtype=np.float64).reshape(-1)
         if losses.size != self.k or not np.all(np.isfinite(losses)):
             raise RuntimeError(f"Aioli: expected {self.k} finite validation losses at step {step}, got {losses.tolist()}")
-        if step < self.prior_steps:
-            if self.skillit is not None and self.skillit.observe(step, losses):
+        if step < self.start:
+            if self.skillit is not None and step < self.prior_steps and self.skillit.observe(step, losses):
                 self.weights = self.skillit.weights.copy()
             return
         if not self.wants_eval(step):
@@ -246,7 +383,7 @@ class AioliMethod(MixingMethod):
         if i == 0:
             if self.done_round < r:
                 self.cur_round, self.probes_done = r, 0
-                self.D = np.zeros((self.k, self.k))
+                self.D = np.zeros((self.lp_rounds * self.k, self.k))
                 self.L0, self.L_prev = losses.copy(), losses.copy()
             return
         if self.cur_round != r or self.probes_done < i - 1:
@@ -255,35 +392,52 @@ class AioliMethod(MixingMethod):
         if self.probes_done >= i:
             return  # the same evaluation delivered twice
         focal = self._order(r)[i - 1]
-        self.D[:, focal] += self.L_prev - losses
+        self.D[i - 1] = self.L_prev - losses
         self.L_prev, self.probes_done = losses.copy(), i
         if i == self.lp_rounds * self.k:
             self._finish_round(r, step)
 
     def _finish_round(self, r: int, step: int) -> None:
-        D = self.D / self.lp_rounds
-        A_raw = estimate_A(D, self.ohf, self.diagonal)
+        W, order = self.probe_mixtures(r), self._order(r)
+        D = np.zeros((self.k, self.k))  # D[:, j]: mean drops of the probes on mixture j (the record)
+        for m, j in enumerate(order):
+            D[:, j] += self.D[m] / self.lp_rounds
+        A_fit, M, sigma2 = fit_drops(self.D, W[order], self.trend)
+        A_raw = np.diag(np.diag(D) / np.diag(W)) if self.diagonal else A_fit
         A = normalize_A(A_raw) if self.normalize else A_raw
+        self.abar = A if self.ema is None or self.abar is None else (1.0 - self.ema) * A + self.ema * self.abar
+        # The score of group l: how much one unit of p_l lowers the objective, from this round's A.
+        # Centred (only differences between groups move p on the simplex), then shrunk towards 0
+        # where it is within the fit's own noise (noise_shrinkage; normalising A rescales and shifts
+        # every score alike, so the test is done on the fitted A).
+        obj = objective_weights(self.L_prev, self.objective)
+        score = obj @ A
+        shrink = noise_shrinkage(obj @ A_fit, obj, M, sigma2, self.noise_z)
+        g = shrink * (score - score.mean())
         if self.base is None:
-            self.base = self.weights.copy()
+            self.base = np.full(self.k, 1.0 / self.k) if self.base_rule == "uniform" else self.weights.copy()
+            if self.ema is None:
+                self.weights = self.base.copy()  # the cumulative update starts from the base too
         if self.ema is None:
-            used = A
-            self.weights = exp_update(self.weights, used.sum(axis=0), self.eta)  # cumulative
+            self.weights = exp_update(self.weights, g, self.eta)  # cumulative
         else:
-            used = A if self.abar is None else (1.0 - self.ema) * A + self.ema * self.abar
-            self.abar = used
-            self.weights = exp_update(self.base, used.sum(axis=0), self.eta)  # from the base each round
+            self.gbar = g if self.gbar is None else (1.0 - self.ema) * g + self.ema * self.gbar
+            self.weights = exp_update(self.base, self.gbar, self.eta)  # from the base each round
         self.done_round = r
-        self.rounds.append({"round": r, "step": int(step), "L0": self.L0.tolist(), "D": D.tolist(),
-                            "A_raw": A_raw.tolist(), "A": used.tolist(), "weights": self.weights.tolist(),
-                            "probe_order": self._order(r)})
+        self.rounds.append({"round": r, "step": int(step), "L0": self.L0.tolist(), "L_end": self.L_prev.tolist(),
+                            "D": D.tolist(), "W": W.tolist(), "A_raw": A_raw.tolist(), "A": self.abar.tolist(),
+                            "objective_weights": obj.tolist(), "score": score.tolist(), "shrinkage": shrink.tolist(),
+                            "step_scores": (g if self.ema is None else self.gbar).tolist(),
+                            "weights": self.weights.tolist(), "probe_order": self._order(r)})
         self.D = self.L_prev = self.L0 = None
 
     # -- records -----------------------------------------------------------------------------------
     def log_values(self) -> dict:
         s = self._step
-        if s < self.prior_steps:
-            return {"aioli_phase": "skillit_init" if self.skillit is not None else "prior"}
+        if s < self.start:
+            if s < self.prior_steps:
+                return {"aioli_phase": "skillit_init" if self.skillit is not None else "prior"}
+            return {"aioli_phase": "warmup"}
         r, r0, _, lp = self._round(s)
         if lp and s - r0 < self.delta:
             return {"aioli_phase": "probe", "aioli_round": r,
@@ -297,6 +451,9 @@ class AioliMethod(MixingMethod):
                     "prior": None if self.prior is None else self.prior.tolist(), "prior_steps": self.prior_steps,
                     "graph_path": self.graph_path, "lp_eval_samples": self.eval_max_windows,
                     "selection_seed": self.seed, "probe_steps_per_round": self.delta, "total_steps": self.total_steps,
+                    "objective": self.objective, "noise_z": self.noise_z, "base": self.base_rule,
+                    "probe_order": "antithetic" if self.antithetic else "random", "first_round_step": self.start,
+                    "batch_size": self.batch_size,
                     "probe_order_rng": "np.random.default_rng(SeedSequence([0x41696F6C, seed, round]))"}
         out = {"groups": self.groups, "settings": settings,
                "initial_weights": None if self.base is None else self.base.tolist(), "rounds": self.rounds}
@@ -307,7 +464,7 @@ class AioliMethod(MixingMethod):
     def state_dict(self) -> dict:
         arr = lambda a: None if a is None else a.tolist()  # noqa: E731
         return {"groups": self.groups, "weights": self.weights.tolist(), "base": arr(self.base),
-                "abar": arr(self.abar), "cur_round": self.cur_round, "done_round": self.done_round,
+                "abar": arr(self.abar), "gbar": arr(self.gbar), "cur_round": self.cur_round, "done_round": self.done_round,
                 "probes_done": self.probes_done, "D": arr(self.D), "L0": arr(self.L0), "L_prev": arr(self.L_prev),
                 "rounds": self.rounds, "step": self._step,
                 "skillit": None if self.skillit is None else self.skillit.state_dict()}
@@ -317,7 +474,7 @@ class AioliMethod(MixingMethod):
             raise UsageError(f"Aioli state is for groups {state['groups']}, the run has {self.groups}")
         arr = lambda a: None if a is None else np.asarray(a, dtype=np.float64)  # noqa: E731
         self.weights = arr(state["weights"])
-        self.base, self.abar = arr(state["base"]), arr(state["abar"])
+        self.base, self.abar, self.gbar = arr(state["base"]), arr(state["abar"]), arr(state.get("gbar"))
         self.cur_round, self.done_round = int(state["cur_round"]), int(state["done_round"])
         self.probes_done = int(state["probes_done"])
         self.D, self.L0, self.L_prev = arr(state["D"]), arr(state["L0"]), arr(state["L_prev"])

@@ -1,4 +1,4 @@
-"""DoGE (Fan et al. 2024) as the paper's code ran it, minus its defects; reference/paper-repo.md 4.8.
+"""DoGE (Fan et al. 2024) as the paper's code ran it, minus its defects.
 
 The proxy run samples its batches from a fixed mixture (stratified = uniform, the paper's setting) and
 learns domain weights w (start 1/k) by gradient alignment. Per step s:

@@ -1,4 +1,4 @@
-"""DoReMi (Xie et al. 2023) as the paper's code ran it, minus its defects; reference/paper-repo.md 4.7.
+"""DoReMi (Xie et al. 2023) as the paper's code ran it, minus its defects.
 
 The proxy run samples its batches from a fixed mixture q (stratified = uniform, the paper's setting;
 --proportions is honoured) and keeps domain weights w (start 1/k) that it learns online.

@@ -1,4 +1,4 @@
-"""Online Skill-it (Chen et al. 2023) as a mixing method; reference/paper-repo.md section 4.6.
+"""Online Skill-it (Chen et al. 2023) as a mixing method.
 
 Rule. G is the skills graph (rows = trained group, columns = evaluated group; methods/graphs.py),
 the identity without --graph_path. Off-diagonal entries exactly 1 are set to 0.5 (as in the paper).

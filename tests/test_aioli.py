@@ -11,12 +11,18 @@ import numpy as np
 import pytest
 
 from errors import UsageError
-from methods.aioli import AioliMethod, estimate_A, exp_update, normalize_A, probe_mixture, probe_order
+from methods.aioli import (AioliMethod, estimate_A, exp_update, fit_drops, noise_shrinkage, normalize_A,
+                           objective_weights, probe_mixture, probe_order)
 from trainer.args import build_parser
+
+# The paper's update rule, for the tests of its mechanics: no warmup gate (the synthetic law has no
+# learning rate), the sum of group losses, no noise gate, random orders, the prior as the base.
+PAPER = ["--warmup_steps", "0", "--aioli_objective", "loss", "--aioli_noise_z", "0", "--aioli_probe_order", "random",
+         "--aioli_trend", "0", "--aioli_base", "prior"]
 
 
 def make(argv, k=3, total=400):
-    args = build_parser().parse_args(["--aioli", *argv])
+    args = build_parser().parse_args(["--aioli", *PAPER, *argv])
     return AioliMethod([f"g{i}" for i in range(k)], args, total)
 
 
@@ -96,8 +102,10 @@ def test_normalize_and_exp_update_by_hand():
     np.testing.assert_allclose(exp_update(np.array([0.0, 1.0]), np.array([9.0, 0.0]), 1.0), [0.0, 1.0])
     W = np.array([[0.75, 0.25], [0.25, 0.75]])
     A_true = np.array([[1.0, 2.0], [3.0, 4.0]])
-    np.testing.assert_allclose(estimate_A(A_true @ W.T, 0.75), A_true)
-    np.testing.assert_allclose(estimate_A(A_true @ W.T, 0.75, diagonal=True), np.diag(np.diag(A_true @ W) / 0.75))
+    np.testing.assert_allclose(estimate_A(A_true @ W.T, W), A_true)
+    np.testing.assert_allclose(estimate_A(A_true @ W.T, W, diagonal=True), np.diag(np.diag(A_true @ W) / 0.75))
+    W = np.array([[0.7, 0.3], [0.2, 0.8]])  # realised probe mixtures need not be symmetric
+    np.testing.assert_allclose(estimate_A(A_true @ W.T, W), A_true)
 
 
 @pytest.mark.parametrize("ema", [None, "0.3"])
@@ -299,3 +307,164 @@ def test_probes_longer_than_round_message_has_numbers():
         make(BASE + ["--lp_rounds", "9"], 3, 400)
     msg = str(err.value)
     assert "--lp_rounds 9" in msg and "--lp_steps 4" in msg and "108" in msg and "--update_steps 100" in msg
+
+
+# -- the estimator's robustness (probe composition, warmup, noise, objective, restricted base) -------
+@pytest.mark.parametrize("B", [8, 16])
+@pytest.mark.parametrize("k", [2, 3, 5, 7])
+def test_probe_batches_realise_W_exactly(k, B):
+    """Every probe's lp_steps batches hold exactly W[focal] x rows rows per group (W: what A is
+    un-mixed with), through the real sampler, for the paper's and the demo's probe shares."""
+    sampler = pytest.importorskip("data.sampler")
+    L, lp_steps, lp_rounds = 8, 2, 2
+    for ohf in sorted({0.625, 0.75, min(2.0 / k, 0.75)}):
+        m = make(["--eta", "1", "--update_steps", "200", "--lp_rounds", str(lp_rounds), "--lp_steps", str(lp_steps),
+                  "--one_hot_factor", str(ohf), "--batch_size", str(B)], k=k, total=400)
+        sources = {f"g{g}": np.full(400 * L, g, dtype=np.uint16) for g in range(k)}  # token id = group
+        s = sampler.MixtureSampler(sources, L, B, 0, sampling="multinomial")  # exact=True must still hold
+        W, order = m.probe_mixtures(0), m._order(0)
+        rows = lp_steps * B
+        assert np.allclose(W.sum(axis=1), 1.0) and np.all(np.diag(W) > W.max(axis=1, initial=0) - 1e-12)
+        for i, focal in enumerate(order):
+            counts = np.zeros(k, dtype=np.int64)
+            for step in range(i * lp_steps, (i + 1) * lp_steps):
+                mix = m.mixture(step)
+                assert mix.exact and np.array_equal(mix.weights, W[focal])
+                s.set_weights(mix.weights)
+                windows, gids = s.next_batch(exact=True)
+                assert np.all(windows[:, 0] == gids)
+                counts += np.bincount(gids, minlength=k)
+            np.testing.assert_array_equal(counts, np.rint(W[focal] * rows).astype(np.int64))
+            assert abs(counts[focal] / rows - ohf) <= 0.5 / rows + 1e-12  # the focal share is ohf, rounded
+
+
+def test_probe_extras_are_not_biased_to_low_indices():
+    # k=5, B=8, lp_steps 2, ohf 0.4: 6 focal rows, 10 rows over 4 others -> two of them get 3
+    m = make(["--eta", "1", "--update_steps", "100", "--lp_steps", "2", "--one_hot_factor", "0.4",
+              "--batch_size", "8"], k=5, total=4000)
+    extra = np.zeros(5)
+    for r in range(30):
+        W = m.probe_mixtures(r) * 16
+        for j in range(5):
+            extra += (W[j] == 3)
+    assert extra.min() > 0.5 * extra.max()  # each group gets the extra rows about equally often
+
+
+def test_no_probes_inside_the_warmup_by_default():
+    args = ["--eta", "1", "--update_steps", "50", "--lp_steps", "2", "--one_hot_factor", "0.6"]
+    m = AioliMethod(["a", "b", "c"], build_parser().parse_args(["--aioli", *args, "--warmup_steps", "30"]), 200)
+    assert not any(m.wants_eval(s) for s in range(30)) and m.wants_eval(30)
+    assert all(not m.mixture(s).exact and np.allclose(m.mixture(s).weights, 1 / 3) for s in range(30))
+    assert m.mixture(30).exact and m.artifacts()["aioli.json"]["settings"]["first_round_step"] == 30
+    paper = AioliMethod(["a", "b", "c"], build_parser().parse_args(
+        ["--aioli", *args, "--warmup_steps", "30", "--aioli_probe_warmup"]), 200)
+    assert paper.wants_eval(0) and paper.mixture(0).exact
+    no_warmup = AioliMethod(["a", "b", "c"], build_parser().parse_args(
+        ["--aioli", *args, "--warmup_steps", "30", "--lr_scheduler", "cosine"]), 200)  # cosine: no warmup
+    assert no_warmup.wants_eval(0)
+
+
+def test_fit_drops_and_noise_shrinkage_by_hand():
+    W = np.array([[0.75, 0.25], [0.25, 0.75]])
+    A_true = np.array([[0.04, 0.01], [0.0, 0.02]])
+    order = [0, 1, 1, 0, 1, 0, 0, 1]
+    u = np.linspace(-1, 1, 8)
+    drops = W[order] @ A_true.T + np.outer(0.01 - 0.02 * u, [1.0, 0.5])  # a linear drift on top
+    A, M, sigma2 = fit_drops(drops, W[order], trend=1)
+    # the drift is credited to no group: only its constant part remains, alike in every column of a row
+    # (a constant per row moves every score alike, so p does not see it)
+    np.testing.assert_allclose(A - A_true, [[0.01, 0.01], [0.005, 0.005]], atol=1e-12)
+    np.testing.assert_allclose(sigma2, 0.0, atol=1e-20)  # the model is exact
+    A0, _, _ = fit_drops(drops, W[order], trend=0)
+    D = np.stack([drops[[m for m, j in enumerate(order) if j == c]].mean(0) for c in range(2)], axis=1)
+    np.testing.assert_allclose(A0, estimate_A(D, W))  # trend 0 = the paper's un-mixing of mean drops
+    assert fit_drops(drops[:3], W[order[:3]], trend=1)[2] is None  # 3 probes, 3 unknowns: no noise estimate
+    # the gate: var of the centred score = sum(obj^2 sigma2) (C M C)_ll
+    M = np.eye(2)  # (C M C)_ll = 1/2
+    score = np.array([0.3, 0.1])  # centred +-0.1; var = 0.01 * 1/2, so t^2 = 2
+    np.testing.assert_allclose(noise_shrinkage(score, np.ones(2), M, np.array([0.005, 0.005]), 1.0), [0.5, 0.5])
+    np.testing.assert_allclose(noise_shrinkage(score, np.ones(2), M, np.array([0.005, 0.005]), 1.5), [0.0, 0.0])
+    np.testing.assert_allclose(noise_shrinkage(score, np.ones(2), M, np.array([0.005, 0.005]), 0.0), [1.0, 1.0])
+    np.testing.assert_allclose(noise_shrinkage(score, np.ones(2), M, None, 1.0), [1.0, 1.0])
+    np.testing.assert_allclose(objective_weights(np.array([1.0, 1.0 + np.log(3.0)]), "perplexity"), [0.5, 1.5])
+    np.testing.assert_allclose(objective_weights(np.array([1.0, 9.0]), "loss"), [1.0, 1.0])
+
+
+NOISY = ["--eta", "2", "--update_steps", "60", "--lp_rounds", "4", "--lp_steps", "2", "--one_hot_factor", "0.6",
+         "--aioli_normalize_A", "--batch_size", "8"]
+
+
+def test_noise_gate_keeps_p_on_pure_noise():
+    """Every mixture lowers every loss alike (no signal) plus step noise: ungated, p random-walks;
+    gated, most rounds leave p exactly where it is and the path p travels is a small fraction."""
+    k, total = 3, 1800
+    A_flat = np.full((k, k), 0.01)
+    noise = np.random.default_rng(5).normal(0, 2e-3, (total, k))
+    path, moved = {}, {}
+    for z in ("0", "2"):
+        m, _ = run(NOISY + ["--aioli_noise_z", z], k=k, total=total, A_true=A_flat, noise=noise)
+        steps = [np.abs(np.subtract(a["weights"], b["weights"])).sum() for a, b in zip(m.rounds, m.rounds[1:])]
+        path[z], moved[z] = sum(steps), np.mean([x > 1e-12 for x in steps])
+    assert moved["0"] == 1.0 and path["0"] > 0.5  # the paper's update: a random walk, 29 steps
+    assert moved["2"] < 0.25 and path["2"] < 0.1 * path["0"]
+
+
+def test_noise_gate_still_follows_a_real_signal():
+    k, total = 3, 600
+    A_true = np.array([[0.02, 0.0, 0.01], [0.0, 0.03, 0.02], [0.01, 0.0, 0.04]])  # colsums .03 .03 .07
+    noise = np.random.default_rng(6).normal(0, 2e-3, (total, k))
+    m, _ = run(NOISY + ["--aioli_noise_z", "2"], k=k, total=total, A_true=A_true, noise=noise)
+    for rec in m.rounds:  # A is recovered through the noise
+        assert np.abs(np.array(rec["A_raw"]) - 2 * A_true).max() < 0.35 * np.abs(2 * A_true).max()
+    assert all(np.mean(r["shrinkage"]) > 0.5 for r in m.rounds)
+    p2 = [r["weights"][2] for r in m.rounds]
+    assert all(b > a for a, b in zip(p2, p2[1:])) and p2[-1] > 0.6  # toward the best vertex
+
+
+def test_antithetic_order_cancels_a_linear_trend():
+    """Drops that shrink linearly over the LearnParams (the loss curve flattening) and no mixture
+    effect: antithetic pairs see every group at mirrored positions, so the scores are equal."""
+    k, lp_steps = 3, 2
+
+    def scores(order_flag):
+        m = make(["--eta", "1", "--update_steps", "100", "--lp_rounds", "2", "--lp_steps", str(lp_steps),
+                  "--one_hot_factor", "0.6", "--aioli_probe_order", order_flag, "--selection_seed", "2"], k=k, total=100)
+        L = np.full(k, 5.0)
+        for s in range(2 * k * lp_steps + 1):
+            if m.wants_eval(s):
+                m.observe_eval(s, L.copy())
+            m.mixture(s)
+            L = L - 0.01 * (1.0 - s / 20.0)  # every group alike, less each step
+        return np.array(m.rounds[0]["score"])
+
+    assert probe_order(2, 0, k, 2) == [2, 1, 0, 1, 2, 0]  # random: the second repeat is not the mirror
+    anti, rand = scores("antithetic"), scores("random")
+    assert np.ptp(anti) < 1e-9 < np.ptp(rand)
+
+
+def test_perplexity_objective_weights_rows_by_perplexity():
+    k = 2
+    A_true = np.array([[0.03, 0.0], [0.0, 0.02]])  # group 0 learns faster from its own data
+    for objective, favoured in (("loss", 0), ("perplexity", 1)):
+        m = make(["--eta", "1", "--update_steps", "50", "--lp_steps", "2", "--one_hot_factor", "0.75",
+                  "--aioli_objective", objective], k=k, total=100)
+        drive(m, A_true, np.array([3.0, 4.0]), 0, 100)  # group 1: e^1 = 2.7x the perplexity
+        assert int(np.argmax(m.weights)) == favoured
+
+
+def test_restricted_setting_leaves_a_bad_prior():
+    """Prior 0.9/0.1 for 100 steps while group 1's data helps most; with either base Aioli moves
+    toward group 1 (with the uniform base at once, with the prior base round by round)."""
+    k, total = 2, 700
+    A_true = np.array([[0.01, 0.0], [0.005, 0.04]])  # colsums .015 .04: the optimum is all group 1
+    noise = np.random.default_rng(7).normal(0, 5e-4, (total, k))
+    for base in ("uniform", "prior"):
+        m, traj = run(["--eta", "2", "--update_steps", "60", "--lp_rounds", "4", "--lp_steps", "2",
+                       "--aioli_normalize_A", "--aioli_noise_z", "2", "--aioli_prior", "0.9", "0.1", "--prior_steps", "100",
+                                    "--aioli_base", base, "--batch_size", "8", "--one_hot_factor", "0.625"],
+                      k=k, total=total, A_true=A_true, noise=noise)
+        assert np.allclose(traj[99][1], [0.9, 0.1])
+        p1 = [r["weights"][1] for r in m.rounds]
+        assert p1[-1] > 0.5 and p1[-1] > p1[0] >= 0.1
+        if base == "uniform":
+            assert p1[0] > 0.5

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import data.shards as shards
-from data.shards import ShardSet, eval_windows
+from data.shards import ShardSet, eval_windows, spread_indices
 from errors import UsageError
 
 
@@ -149,12 +149,26 @@ def test_eval_windows():
     w = eval_windows(tokens, 16)
     assert w.shape == (6, 16) and w.dtype == np.int64
     np.testing.assert_array_equal(w[2], np.arange(32, 48))
-    assert eval_windows(tokens, 16, max_windows=2).shape == (2, 16)
     assert eval_windows(tokens, 16, max_windows=50).shape == (6, 16)
     assert eval_windows(tokens, 200).shape == (0, 200)
+    # bounded: windows from the middle of equal strides over the whole split, never the first n
+    np.testing.assert_array_equal(eval_windows(tokens, 16, max_windows=2), np.stack([w[1], w[4]]))
+    np.testing.assert_array_equal(eval_windows(tokens, 16, max_windows=3), np.stack([w[0], w[2], w[4]]))
+
+
+def test_spread_indices_cover_the_split():
+    for total in (1, 7, 100, 1001):
+        for n in (1, 2, 3, 10, 64):
+            idx = spread_indices(total, n)
+            assert len(idx) == min(n, total) and len(set(idx.tolist())) == len(idx)  # distinct
+            assert np.all(np.diff(idx) > 0) and idx[0] >= 0 and idx[-1] < total
+            if n < total:  # one index in each of n equal strides: the whole split is sampled
+                stride = total / n
+                np.testing.assert_array_equal(np.floor(idx / stride), np.arange(n))
+    np.testing.assert_array_equal(spread_indices(10, None), np.arange(10))
 
 
 def test_shardset_windows(prepared):
     s = ShardSet.open(prepared)
-    w = s.windows("cc", "test", 32, max_windows=2)
-    np.testing.assert_array_equal(w, np.arange(200, 264).reshape(2, 32))
+    w = s.windows("cc", "test", 32, max_windows=2)  # 3 windows in the split: the middle of each half
+    np.testing.assert_array_equal(w, np.stack([np.arange(200, 232), np.arange(264, 296)]))

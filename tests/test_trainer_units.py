@@ -22,7 +22,7 @@ def tiny_model(vocab=300):
 
 
 def test_paper_schedule_values():
-    # paper-repo.md 4.1: lr(0) = 1e-7, lr(500) = 5e-4, lr(2750) = 3e-4, lr(5000) = 1e-4, held after
+    # lr(0) = 1e-7, lr(500) = 5e-4, lr(2750) = 3e-4, lr(5000) = 1e-4, held after
     f = lambda s: linear_warmup_cosine(s, 5e-4, 1e-4, 500, 5000)  # noqa: E731
     assert f(0) == pytest.approx(1e-7)
     assert f(500) == pytest.approx(5e-4)

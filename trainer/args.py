@@ -1,5 +1,5 @@
 """The command line of `main.py`: every flag of the paper's parser (same names, types, defaults and
-meanings; see reference/paper-repo.md section 2.3) minus its defects, plus what a user expects.
+meanings) minus its defects, plus what a user expects.
 
 Flags are grouped by concern. Validation that needs more than argparse lives in `trainer/config.py`.
 """
@@ -39,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="batch composition: exact largest-remainder counts (default) or i.i.d. "
                       "multinomial draws as in the paper's code")
     data.add_argument("--max_eval_samples", type=int, default=None,
-                      help="evaluate on the first N windows of each group's val/test split (default: all)")
+                      help="validation: N windows per group spread evenly over its val split (fixed for the "
+                      "run, the same for every method; default: all)")
+    data.add_argument("--max_test_samples", type=int, default=None,
+                      help="final test metric: N windows per group spread over the test split (default: the "
+                      "whole split)")
     data.add_argument("--num_proc", type=int, default=None, help="processes for data preparation")
 
     inst = p.add_argument_group("instruction tasks", "with --task_name instruction: --train_data_dir is the "
@@ -127,6 +131,26 @@ def build_parser() -> argparse.ArgumentParser:
     aioli.add_argument("--prior_steps", type=int, default=None, help="length of the prior phase in steps")
     aioli.add_argument("--lp_eval_samples", type=int, default=None,
                        help="windows per group in the probe evaluations (default: all, as in the paper)")
+    aioli.add_argument("--aioli_objective", choices=["loss", "perplexity"], default="perplexity",
+                       help="what the update descends: loss = the sum of group losses (the paper's); perplexity "
+                       "= the mean of group perplexities, the reported metric (each group's row of A weighted "
+                       "by its perplexity)")
+    aioli.add_argument("--aioli_trend", type=int, choices=[0, 1, 2], default=1,
+                       help="degree of the polynomial in probe position fitted with A to the probes' loss drops, "
+                       "so that a drift over the LearnParams is not credited to the group probed then (0: the "
+                       "paper's un-mixing)")
+    aioli.add_argument("--aioli_noise_z", type=float, default=1.0,
+                       help="noise gate: a group's centred score moves p by max(0, 1 - (z/t)^2) of itself, t = "
+                       "the score / its standard error from the fit's residuals (0 = off, the paper's)")
+    aioli.add_argument("--aioli_probe_order", choices=["random", "antithetic"], default="antithetic",
+                       help="antithetic: every second repeat runs the previous order reversed, cancelling a "
+                       "linear trend of the loss drops over the LearnParams; random: the paper's")
+    aioli.add_argument("--aioli_base", choices=["prior", "uniform"], default="uniform",
+                       help="what the first update multiplies (with --ema, every update): uniform (as the "
+                       "paper's code did) or the prior / Skill-it mixture")
+    aioli.add_argument("--aioli_probe_warmup", action="store_true",
+                       help="allow LearnParams inside the learning-rate warmup (the paper's behaviour); by default "
+                       "the first round starts after --warmup_steps")
     aioli.add_argument("--skillit_eta", type=float, default=None, help="eta of the Skill-it initialisation")
     aioli.add_argument("--skillit_update_steps", type=int, default=None, help="round length of the Skill-it initialisation")
 

@@ -144,7 +144,8 @@ def build(args):
     scheduler = build_scheduler(optimizer, args.lr_scheduler, peak=args.lr, warmup=args.warmup_steps,
                                 total=schedule_steps, end_lr=args.end_lr)
     sampler = data.make_sampler(weights)
-    evaluator = Evaluator(groups, data.eval_source, args.eval_batch_size, device, autocast, args.max_eval_samples)
+    evaluator = Evaluator(groups, data.eval_source, args.eval_batch_size, device, autocast, args.max_eval_samples,
+                          args.max_test_samples)
     services = {"val_batch": _val_batch_fn(evaluator, groups, device, args.selection_seed),
                 "load_model": lambda path: load_frozen_model(path, device)}
     every = max(1, total_steps // args.num_ckpts)

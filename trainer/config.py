@@ -127,5 +127,6 @@ def validate(args):
                          "give only one")
     if args.break_steps is not None and args.break_steps <= 0:
         raise UsageError("--break_steps: must be a positive step number")
-    if args.max_eval_samples is not None and args.max_eval_samples <= 0:
-        raise UsageError("--max_eval_samples: must be positive (omit it to evaluate all windows)")
+    for flag in ("max_eval_samples", "max_test_samples"):
+        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
+            raise UsageError(f"--{flag}: must be positive (omit it to evaluate all windows)")

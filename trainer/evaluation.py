@@ -45,16 +45,20 @@ def num_rows(source) -> int:
 class Evaluator:
     """Holds the fixed evaluation windows of each group and split; evaluates a model on them.
 
-    `window_source(split, group, max_windows)` returns an (n, L) int array (the first n windows), or
-    a dict of (n, L) arrays `input_ids`, `labels`, `attention_mask` (right-padded examples)."""
+    `window_source(split, group, max_windows)` returns an (n, L) int array (n windows spread over the
+    split, all when None), or a dict of (n, L) arrays `input_ids`, `labels`, `attention_mask`
+    (right-padded examples). `default_max_windows` bounds validation (--max_eval_samples) and
+    `test_max_windows` the test split (--max_test_samples; None: the whole split, the reported metric)."""
 
-    def __init__(self, groups, window_source, batch_size: int, device, autocast, default_max_windows=None):
+    def __init__(self, groups, window_source, batch_size: int, device, autocast, default_max_windows=None,
+                 test_max_windows=None):
         self.groups = list(groups)
         self.window_source = window_source
         self.batch_size = batch_size
         self.device = device
         self.autocast = autocast
         self.default_max_windows = default_max_windows
+        self.test_max_windows = test_max_windows
         self._cache = {}
 
     def windows(self, split, group, max_windows):
@@ -67,7 +71,8 @@ class Evaluator:
     @torch.inference_mode()
     def losses(self, model, split: str, max_windows=None) -> np.ndarray:
         """Token-mean loss per group (float64 array ordered like `groups`)."""
-        max_windows = self.default_max_windows if max_windows is None else max_windows
+        if max_windows is None:
+            max_windows = self.test_max_windows if split == "test" else self.default_max_windows
         was_training = model.training
         model.eval()
         out = np.zeros(len(self.groups))

@@ -1,4 +1,4 @@
-"""Optimizer and learning-rate schedules (paper-repo.md section 4.1).
+"""Optimizer and learning-rate schedules.
 
 AdamW (eps 1e-8, betas (0.9, 0.999)) with weight decay 0.01 on every parameter except biases and
 normalization weights. Schedules are functions of the optimizer step (updates done), so a resumed

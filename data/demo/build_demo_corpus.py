@@ -1,6 +1,6 @@
 """Rebuild the embedded demo corpus (data/demo/corpus/<group>.jsonl.zst) and its tokenizer.
 
-Real text that the package registries provide offline (DESIGN.md section 12) stands in for five
+Real text that the package registries provide offline stands in for five
 SlimPajama groups; see data/demo/README.md for provenance and licences. Only someone who wants to
 rebuild runs this (nothing at training time does):
 

@@ -1,22 +1,32 @@
-"""Wall-clock cost of Aioli against stratified sampling for the same number of steps.
+"""Wall-clock cost of Aioli against stratified sampling for the same number of steps, at the settings
+of the quality benchmark (scripts/benchmarks/bench_quality.py: its model, batch, context, run length
+and Aioli recipe), on the embedded demo corpus.
 
-Three `main.py` runs on the demo corpus, each in a fresh subprocess with the same model, batch,
-steps and threads: stratified; Aioli with full probe evaluations (every validation window that the
-periodic evaluation uses, as in the paper); Aioli with a bounded probe evaluation
-(`--lp_eval_samples`). Aioli's overhead is its probe evaluations (k * lp_rounds + 1 per round):
-the probe steps themselves are ordinary training steps. Runs alternate over `--repeat` rounds and
-the fastest of each is kept (a shared, noisy machine); the figures are ratios to stratified.
+Aioli's overhead is its probe evaluations: k * lp_rounds + 1 per round, each on --lp_eval_samples
+validation windows per group spread over the split; the probe steps themselves are ordinary training
+steps. Each case is a fresh `main.py` subprocess with the same threads; the cases alternate over
+`--repeat` rounds and the fastest of each is kept (a shared, noisy machine), and the figures are
+ratios to stratified measured side by side in one run. Target: at most 1.10x.
 
-    python scripts/benchmarks/bench_aioli.py [--steps 200] [--eval_windows 64] [--lp_eval_samples 8]
+    python scripts/benchmarks/bench_aioli.py [--settings book_stackexchange all] [--steps 240] [--repeat 2]
 """
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def load_bench_quality():
+    spec = importlib.util.spec_from_file_location("bench_quality", os.path.join(HERE, "bench_quality.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def timed_run(argv, threads):
@@ -29,33 +39,32 @@ def timed_run(argv, threads):
 
 
 def main():
+    bq = load_bench_quality()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--update_steps", type=int, default=50)
-    parser.add_argument("--eval_windows", type=int, default=64, help="val windows per group (periodic evaluation)")
-    parser.add_argument("--lp_eval_samples", type=int, default=8, help="bounded probe evaluation")
+    parser.add_argument("--settings", nargs="+", choices=list(bq.SETTINGS), default=["book_stackexchange", "all"])
+    parser.add_argument("--steps", type=int, default=bq.SIZES["full"]["steps"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=2)
     opts = parser.parse_args()
-    common = ["--max_steps", str(opts.steps), "--max_eval_samples", str(opts.eval_windows), "--num_ckpts", "4"]
-    aioli = ["--aioli", "--update_steps", str(opts.update_steps), "--lp_rounds", "1", "--lp_steps", "4",
-             "--one_hot_factor", "0.6", "--eta", "0.5", "--aioli_normalize_A"]
-    cases = {"stratified": common,
-             "aioli, full probe eval": common + aioli + ["--lp_eval_samples", str(opts.eval_windows)],
-             f"aioli, {opts.lp_eval_samples} windows/probe eval": common + aioli + ["--lp_eval_samples",
-                                                                                   str(opts.lp_eval_samples)]}
-    best = {name: float("inf") for name in cases}
+    common = [*bq.COMMON, "--max_steps", str(opts.steps), "--warmup_steps", str(max(1, opts.steps // 10))]
+    cases = {}
+    for setting in opts.settings:
+        groups = bq.SETTINGS[setting]
+        base = [*common, "--slice_list", *groups]
+        cases[(setting, "stratified")] = base
+        cases[(setting, "aioli")] = base + bq.aioli_flags(len(groups), opts.steps)
+    best = {case: float("inf") for case in cases}
     for r in range(opts.repeat):
-        for name, argv in cases.items():
+        for case, argv in cases.items():
             seconds = timed_run(argv, opts.threads)
-            best[name] = min(best[name], seconds)
-            print(f"repeat {r}: {name:<34} {seconds:7.1f} s", flush=True)
-    base = best["stratified"]
-    print(f"\ndemo corpus (5 groups), tiny model, {opts.steps} steps, rounds of {opts.update_steps}, "
-          f"{opts.eval_windows} val windows/group, {opts.threads} threads")
-    print(f"{'run':<36}{'seconds':>9}{'x stratified':>14}")
-    for name, seconds in best.items():
-        print(f"{name:<36}{seconds:>9.1f}{seconds / base:>14.2f}")
+            best[case] = min(best[case], seconds)
+            print(f"repeat {r}: {case[0]:<26} {case[1]:<11} {seconds:7.1f} s", flush=True)
+    print(f"\ndemo corpus, the quality benchmark's runs ({opts.steps} steps), {opts.threads} threads, "
+          f"fastest of {opts.repeat}; Aioli: {' '.join(bq.AIOLI_FLAGS)}")
+    print(f"{'setting':<26}{'stratified s':>14}{'aioli s':>10}{'aioli / stratified':>20}")
+    for setting in opts.settings:
+        s, a = best[(setting, "stratified")], best[(setting, "aioli")]
+        print(f"{setting:<26}{s:>14.1f}{a:>10.1f}{a / s:>20.3f}")
 
 
 if __name__ == "__main__":

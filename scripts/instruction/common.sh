@@ -1,5 +1,5 @@
-# Sourced by the scripts in this folder: the paper's instruction-tuning settings (reference/paper-repo.md
-# section 6.4): pretrained Pythia-160m (no --checkpoint), 1000 steps, lr 1e-5 with a linear schedule
+# Sourced by the scripts in this folder: the paper's instruction-tuning settings:
+# pretrained Pythia-160m (no --checkpoint), 1000 steps, lr 1e-5 with a linear schedule
 # and 100 warmup steps, batch 8, context 2048, 10 evaluations, no flash attention.
 # Environment:
 #   NI_DIR      (required) the natural-instructions checkout or its tasks/ folder

@@ -24,8 +24,7 @@ PY="${PYTHON:-python}"
 log() { echo "[pipeline] $*" >&2; }
 
 # setting NAME: SETTING, SLICES (groups, --slice_list order), K, STEPS, SEED_LIST, DATA, OUT, COMMON
-# (the paper's common flags, without --num_ckpts), and the per-setting numbers of the paper's scripts (reference/paper-repo.md
-# sections 4.4-4.9 and 6). The paper scripted only arxiv/SE, arxiv/book/SE and full; the other two-
+# (the paper's common flags, without --num_ckpts), and the per-setting numbers of the paper's scripts. The paper scripted only arxiv/SE, arxiv/book/SE and full; the other two-
 # and three-group settings reuse the k=2 and k=3 rows unchanged (our choice).
 setting() {
   SETTING="$1"

@@ -1,0 +1,552 @@
+"""The paper's Table 2 at CPU scale: every method on several settings of the embedded demo corpus
+(tiny model), several seeds, then the table of average test perplexity against stratified.
+
+    python scripts/benchmarks/bench_quality.py [--quick] [-j 2] [--seeds 0 1 2] [--steps N]
+        [--settings NAME ...] [--output_dir DIR] [--restricted_on SETTING] [--prior P ...]
+
+Each run is one `main.py` subprocess; the stages of a baseline (sweep -> best/linreg fit -> final run,
+one-hot runs -> skills graph -> Skill-it, proxy -> final run) mirror scripts/lib/pipelines.sh and
+form a job graph run by `-j` workers. A run whose directory holds results.json is reused, so running
+the same command again continues an interrupted bench. Writes <output_dir>/table.md and table.json.
+`--quick` (60 steps, one seed, one pair, one triple, the restricted setting, a smaller sweep) is the
+smoke test: a few minutes on 2 cores at -j 2; the full size is 300 steps, 3 seeds, every setting.
+"""
+import argparse
+import concurrent.futures as cf
+import json
+import math
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+from errors import OneLineArgumentParser, exit_on_usage_error  # noqa: E402
+
+MAIN = os.path.join(ROOT, "main.py")
+FIT = os.path.join(ROOT, "mixing_law_fitting.py")
+
+SETTINGS = {
+    "arxiv_stackexchange": ["arxiv", "stackexchange"],
+    "github_wikipedia": ["github", "wikipedia"],
+    "book_stackexchange": ["book", "stackexchange"],
+    "arxiv_book_stackexchange": ["arxiv", "book", "stackexchange"],
+    "book_github_wikipedia": ["book", "github", "wikipedia"],
+    "all": ["arxiv", "book", "github", "stackexchange", "wikipedia"],
+}
+RESTRICTED = "restricted"  # a pseudo-setting: the groups of --restricted_on, a bad prior first
+
+# Flags of every run (warmup and max_steps follow the run length). --max_eval_samples bounds only the
+# periodic validation; the final test metric uses the whole test split.
+COMMON = ["--model", "tiny", "--checkpoint", "0", "--context_length", "128", "--batch_size", "8",
+          "--eval_batch_size", "32", "--lr", "2e-3", "--lr_scheduler", "linear_warmup_cosine",
+          "--end_lr", "2e-4", "--num_ckpts", "4", "--max_eval_samples", "32"]
+SIZES = {
+    # grid: the k=2 sweep step (interior points; the one-hot endpoints are always in the sweep);
+    # cover_n: interior points of the k>=3 Dirichlet cover (plus the k one-hots)
+    "full": {"steps": 240, "seeds": [0, 1, 2], "settings": [*SETTINGS, RESTRICTED], "grid": 0.25,
+             "cover_n": {3: 3, 5: 3}},
+    "quick": {"steps": 40, "seeds": [0], "settings": ["book_stackexchange", RESTRICTED], "grid": 0.25,
+              "cover_n": {3: 2, 5: 2}},
+}
+
+# Aioli's whole recipe. {one_hot_factor} and {update_steps} are filled per setting by aioli_flags().
+AIOLI_FLAGS = ["--aioli", "--lp_rounds", "2", "--lp_steps", "2", "--one_hot_factor", "{one_hot_factor}",
+               "--eta", "1", "--aioli_normalize_A", "--update_steps", "{update_steps}", "--lp_eval_samples", "16"]
+
+METHODS = ["stratified", "grid", "DML", "Skill-it", "DoReMi", "DoGE", "Aioli"]
+# The final run of each method below <output_dir>/<setting>/ (grid: the winner named in grid_seed<S>.json).
+RUNS = {"stratified": "stratified_seed{seed}", "DML": "dml_final_seed{seed}", "Skill-it": "skillit_seed{seed}",
+        "DoReMi": "doremi_final_seed{seed}", "DoGE": "doge_final_seed{seed}", "Aioli": "aioli_seed{seed}"}
+RESTRICTED_RUNS = {"bad_prior": "bad_prior_seed{seed}", "aioli_restricted": "aioli_restricted_seed{seed}",
+                   "probes_only": "probes_only_seed{seed}"}
+
+_print_lock = threading.Lock()
+_t0 = time.time()
+
+
+def log(msg):
+    with _print_lock:
+        print(f"[bench +{time.time() - _t0:5.0f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def flag_value(flags, name, default=None):
+    """The value after the last `name` in a flag list (argparse: the last one wins)."""
+    idx = [i for i, a in enumerate(flags[:-1]) if a == name]
+    return flags[idx[-1] + 1] if idx else default
+
+
+def aioli_flags(k, steps):
+    """AIOLI_FLAGS for k groups and a run of `steps` steps: one_hot_factor 2/k capped at 0.75, rounds of
+    steps/4, lengthened on short runs so that the probes (lp_rounds x lp_steps x k steps) fit in a round."""
+    probes = int(flag_value(AIOLI_FLAGS, "--lp_rounds", 1)) * int(flag_value(AIOLI_FLAGS, "--lp_steps", 5)) * k
+    update = max(steps // 4, probes + 1)
+    return [a.format(one_hot_factor=f"{min(2 / k, 0.75):.4g}", update_steps=update) for a in AIOLI_FLAGS]
+
+
+def sweep_points(mixtures):
+    """The cover's mixtures minus those with a zero weight (endpoints) and the uniform one (= stratified)."""
+    return [m for m in mixtures if min(m) > 0 and max(m) - min(m) > 1e-6]
+
+
+# ---------------------------------------------------------------- the job graph
+
+class Task:
+    """One subprocess. `done` is the file that proves it finished (results.json or the fit's output)."""
+
+    def __init__(self, label, argv, done, run_dir=None, deps=()):
+        self.label, self.argv, self.done, self.run_dir, self.deps = label, argv, done, run_dir, list(deps)
+        self.log = (run_dir or os.path.splitext(done)[0]) + ".log"
+
+
+class Plan:
+    """Tasks keyed by their `done` file, in insertion order (deps are always added first), so a run that
+    two settings need (the restricted setting's references) is planned once."""
+
+    def __init__(self, out, steps, size):
+        self.out, self.steps, self.size = out, steps, size
+        self.tasks = {}
+        self.sweep_sizes = {}  # setting -> number of sweep runs (the extra-runs column)
+
+    def add(self, task):
+        assert all(d.done in self.tasks for d in task.deps)
+        return self.tasks.setdefault(task.done, task)
+
+    def train(self, setting, groups, seed, rel, flags, deps=()):
+        run_dir = os.path.join(self.out, setting, rel)
+        argv = [sys.executable, MAIN, *COMMON, "--max_steps", str(self.steps),
+                "--warmup_steps", str(max(1, self.steps // 10)), "--slice_list", *groups,
+                "--selection_seed", str(seed), *flags, "--output_dir", os.path.dirname(run_dir),
+                "--run_name", os.path.basename(run_dir), "--no_progress", "--num_threads", "1"]
+        return self.add(Task(f"{setting}/{rel}", argv, os.path.join(run_dir, "results.json"), run_dir, deps))
+
+    def fit(self, setting, command, args, output, deps):
+        argv = [sys.executable, FIT, command, *args, "--output", output]
+        label = f"{setting}/{os.path.relpath(output, os.path.join(self.out, setting))}"
+        return self.add(Task(label, argv, output, None, deps))
+
+    def cover(self, setting, k, seed):
+        """The sweep's mixtures, computed now (a second, no training) since they decide which runs exist."""
+        path = os.path.join(self.out, setting, f"sweep_seed{seed}", "mixtures.json")
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            how = ["--grid", str(self.size["grid"])] if k == 2 else \
+                ["--n", str(self.size["cover_n"].get(k, 2 * k)), "--seed", str(seed)]
+            proc = subprocess.run([sys.executable, FIT, "cover", "--k", str(k), *how, "--output", path],
+                                  capture_output=True, text=True, cwd=ROOT)
+            if proc.returncode:
+                raise SystemExit(f"mixing_law_fitting.py cover failed:\n{proc.stderr[-2000:]}")
+        with open(path) as fh:
+            return sweep_points(json.load(fh))
+
+
+def plan_references(plan, setting, seed):
+    """stratified (also DoReMi's reference and the sweep's uniform point), the sweep and its winner."""
+    groups, d = SETTINGS[setting], os.path.join(plan.out, setting)
+    strat = plan.train(setting, groups, seed, RUNS["stratified"].format(seed=seed),
+                       ["--sample_rule", "stratified", "--save_model"])
+    k = len(groups)
+    # The sweep: the k one-hot mixtures (Skill-it's graph runs, shared) plus the cover's interior points.
+    points = [[1.0 if j == i else 0.0 for j in range(k)] for i in range(k)] + plan.cover(setting, k, seed)
+    plan.sweep_sizes[setting] = max(plan.sweep_sizes.get(setting, 0), len(points))
+    sweep = [plan.train(setting, groups, seed, f"sweep_seed{seed}/mix{i:02d}",
+                        ["--sample_rule", "mixture", "--proportions", *(f"{w:.6g}" for w in p)])
+             for i, p in enumerate(points, 1)]
+    sweep_dirs = [os.path.join(d, f"sweep_seed{seed}"), strat.run_dir]
+    plan.fit(setting, "best", ["--run_dir", *sweep_dirs], os.path.join(d, f"grid_seed{seed}.json"), [strat, *sweep])
+    return strat, sweep, sweep_dirs
+
+
+def plan_setting(plan, setting, seed):
+    groups, d, steps = SETTINGS[setting], os.path.join(plan.out, setting), plan.steps
+    k = len(groups)
+    strat, sweep, sweep_dirs = plan_references(plan, setting, seed)  # sweep[:k] are the one-hot runs
+    # DML: the static law fitted to the same sweep, then one run at its optimum
+    fit = plan.fit(setting, "linreg", ["--run_dir", *sweep_dirs, "--seed", str(seed)],
+                   os.path.join(d, f"dml_fit_seed{seed}.json"), [strat, *sweep])
+    plan.train(setting, groups, seed, RUNS["DML"].format(seed=seed),
+               ["--sample_rule", "mixture", "--proportions_file", fit.done], [fit])
+    # Skill-it: the sweep's k one-hot runs -> skills graph -> the online run
+    graph = plan.fit(setting, "skills_graph", ["--run_dir", sweep_dirs[0]], os.path.join(d, f"skillit_graph_seed{seed}.json"),
+                     sweep[:k])
+    plan.train(setting, groups, seed, RUNS["Skill-it"].format(seed=seed),
+               ["--skillit", "--graph_path", graph.done, "--update_steps", str(max(1, steps // 4)),
+                "--skillit_window", "3", "--eta", "0.2"], [graph])
+    # DoReMi: proxy against the stratified run as reference, then a static run on its averaged weights
+    proxy = plan.train(setting, groups, seed, f"doremi_proxy_seed{seed}",
+                       ["--doremi", "--doremi_reference_model_path", strat.run_dir, "--doremi_mu", "0.01"], [strat])
+    plan.train(setting, groups, seed, RUNS["DoReMi"].format(seed=seed),
+               ["--sample_rule", "mixture", "--proportions_file", os.path.join(proxy.run_dir, "doremi.json")], [proxy])
+    # DoGE: proxy, then a static run on its averaged weights
+    proxy = plan.train(setting, groups, seed, f"doge_proxy_seed{seed}",
+                       ["--doge", "--doge_val_batch_size", "4", "--doge_mu", "0.01"])
+    plan.train(setting, groups, seed, RUNS["DoGE"].format(seed=seed),
+               ["--sample_rule", "mixture", "--proportions_file", os.path.join(proxy.run_dir, "doge.json")], [proxy])
+    plan.train(setting, groups, seed, RUNS["Aioli"].format(seed=seed), aioli_flags(k, steps))
+
+
+def plan_restricted(plan, ref, prior, seed):
+    """The bad prior alone, Aioli from it, and its probes alone (p frozen at the prior); the references
+    (stratified, best grid point) are the unrestricted runs of setting `ref`."""
+    groups, steps = SETTINGS[ref], plan.steps
+    plan_references(plan, ref, seed)
+    p = [f"{w:g}" for w in prior]
+    restricted = aioli_flags(len(groups), steps) + ["--aioli_prior", *p, "--prior_steps", str(steps // 3)]
+    plan.train(RESTRICTED, groups, seed, RESTRICTED_RUNS["bad_prior"].format(seed=seed),
+               ["--sample_rule", "mixture", "--proportions", *p])
+    plan.train(RESTRICTED, groups, seed, RESTRICTED_RUNS["aioli_restricted"].format(seed=seed), restricted)
+    plan.train(RESTRICTED, groups, seed, RESTRICTED_RUNS["probes_only"].format(seed=seed),
+               restricted + ["--eta", "0", "--aioli_base", "prior"])
+
+
+def prepare_run_dir(task):
+    """True when the task finished earlier (reuse it). An interrupted run directory (no results.json)
+    is deleted so that the run starts again from scratch."""
+    if os.path.exists(task.done):
+        return True
+    if task.run_dir and os.path.exists(task.run_dir):
+        shutil.rmtree(task.run_dir)
+    return False
+
+
+def execute(task):
+    """Run one task; True on success. On failure print the last lines of its output and carry on."""
+    if prepare_run_dir(task):
+        log(f"reuse   {task.label}")
+        return True
+    os.makedirs(os.path.dirname(task.log), exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    log(f"start   {task.label}")
+    started = time.time()
+    with open(task.log, "w") as fh:
+        rc = subprocess.run(task.argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+    if rc == 0 and os.path.exists(task.done):
+        log(f"done    {task.label} ({time.time() - started:.0f}s)")
+        return True
+    with open(task.log) as fh:
+        tail = "".join(fh.readlines()[-8:])
+    log(f"FAILED  {task.label} (exit {rc}, {time.time() - started:.0f}s; full output in {task.log}):\n{tail}")
+    return False
+
+
+def run_tasks(tasks, jobs, execute=execute):
+    """Run tasks (in topological order) on `jobs` workers, each as soon as its deps succeeded; a task
+    whose dep failed is not run. Returns {done path: True/False}."""
+    ok, pending, running = {}, list(tasks), {}
+    with cf.ThreadPoolExecutor(jobs) as pool:
+        while pending or running:
+            for t in list(pending):
+                states = [ok.get(d.done) for d in t.deps]
+                if False in states:  # one pass suffices: deps come before their dependents
+                    ok[t.done] = False
+                    pending.remove(t)
+                    log(f"skip    {t.label} (an input failed)")
+                elif all(states):
+                    pending.remove(t)
+                    running[pool.submit(execute, t)] = t
+            if not running:
+                break
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for f in finished:
+                ok[running.pop(f).done] = f.result()
+            log(f"progress {len(ok)}/{len(tasks)} jobs, {sum(1 for v in ok.values() if not v)} failed")
+    return ok
+
+
+# ---------------------------------------------------------------- reading results and the table maths
+
+def read_result(run_dir):
+    """{"ppl", "loss"} (average test perplexity and loss) of a complete run, else None."""
+    try:
+        with open(os.path.join(run_dir, "results.json")) as fh:
+            r = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    ppl, loss = r.get("average_test_perplexity"), r.get("average_test_loss")
+    if r.get("status") != "complete" or ppl is None or loss is None or not math.isfinite(ppl):
+        return None
+    return {"ppl": float(ppl), "loss": float(loss)}
+
+
+def grid_winner(out, setting, seed):
+    """(run dir, mixture) of the sweep winner named by grid_seed<S>.json, or (None, None)."""
+    try:
+        with open(os.path.join(out, setting, f"grid_seed{seed}.json")) as fh:
+            best = json.load(fh)
+    except (OSError, ValueError):
+        return None, None
+    if not best.get("runs"):
+        return None, best.get("proportions")
+    name = best["runs"][0]
+    for run_dir in (os.path.join(out, setting, f"sweep_seed{seed}", name), os.path.join(out, setting, name)):
+        if os.path.isdir(run_dir):
+            return run_dir, best["proportions"]
+    return None, best["proportions"]
+
+
+def collect(out, settings, seeds):
+    """values[setting][method][seed] = {"ppl", "loss"} for the runs that finished; mixtures[setting][seed]
+    = the grid winner's mixture."""
+    values, mixtures = {}, {}
+    for s in settings:
+        values[s], mixtures[s] = {m: {} for m in METHODS}, {}
+        for seed in seeds:
+            dirs = {m: os.path.join(out, s, name.format(seed=seed)) for m, name in RUNS.items()}
+            dirs["grid"], mix = grid_winner(out, s, seed)
+            if mix is not None:
+                mixtures[s][seed] = mix
+            for m, run_dir in dirs.items():
+                result = read_result(run_dir) if run_dir else None
+                if result:
+                    values[s][m][seed] = result
+    return values, mixtures
+
+
+def mean_sd(xs):
+    """(mean, sample sd); sd is None below two values, both None for none."""
+    xs = list(xs)
+    if not xs:
+        return None, None
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
+
+
+def paired(x, base):
+    """Per-seed x - base over the seeds both have: (mean, standard error = sd/sqrt(n), n)."""
+    diffs = [x[s] - base[s] for s in x if s in base]
+    mean, sd = mean_sd(diffs)
+    return mean, (sd / math.sqrt(len(diffs)) if sd is not None else None), len(diffs)
+
+
+def extra_runs(method, k, n_sweep):
+    """Runs a method needs beyond its final run (DoReMi's reference is the stratified run: not counted)."""
+    # the sweep holds the k one-hot runs, which are also Skill-it's graph runs
+    return {"stratified": 0, "grid": n_sweep, "DML": n_sweep + 1, "Skill-it": k, "DoReMi": 1, "DoGE": 1,
+            "Aioli": 0}[method]
+
+
+def summarize(values, sweep_sizes):
+    """The table: per (method, setting) cell statistics of average test perplexity (and loss), per
+    method the better/worse counts against stratified and the extra runs per setting."""
+    cells, summary = {m: {} for m in METHODS}, {}
+    for s, by_method in values.items():
+        base = {seed: v["ppl"] for seed, v in by_method["stratified"].items()}
+        base_mean, _ = mean_sd(base.values())
+        for m in METHODS:
+            ppl = {seed: v["ppl"] for seed, v in by_method[m].items()}
+            mean, sd = mean_sd(ppl.values())
+            loss_mean, loss_sd = mean_sd(v["loss"] for v in by_method[m].values())
+            diff, se, n = paired(ppl, base)
+            cells[m][s] = {"n": len(ppl), "mean_ppl": mean, "sd_ppl": sd, "mean_loss": loss_mean,
+                           "sd_loss": loss_sd, "delta_ppl": None if mean is None or base_mean is None else mean - base_mean,
+                           "paired_mean": diff, "paired_se": se, "paired_n": n}
+    for m in METHODS:
+        cs = cells[m].values()
+        summary[m] = {
+            "better": sum(1 for c in cs if c["paired_mean"] is not None and c["paired_mean"] < 0),
+            # with one seed there is no standard error: never counted as worse
+            "worse": sum(1 for c in cs if c["paired_se"] is not None and c["paired_mean"] > c["paired_se"]),
+            "extra_runs": {s: extra_runs(m, len(SETTINGS[s]), sweep_sizes.get(s, 0)) for s in values}}
+    return {"cells": cells, "summary": summary}
+
+
+def recovery(bad, x, best):
+    """Share of the gap between the bad prior and the best grid point that x closes (1 = all of it);
+    None when the prior is not worse than the best grid point (nothing to recover)."""
+    return (bad - x) / (bad - best) if bad - best > 0 else None
+
+
+def collect_restricted(out, ref, seeds):
+    """values[run][seed] = {"ppl", "loss"}: the restricted runs plus stratified and the best grid point of `ref`."""
+    values = {m: {} for m in ["bad_prior", "best_grid", "stratified", "aioli_restricted", "probes_only"]}
+    for seed in seeds:
+        dirs = {m: os.path.join(out, RESTRICTED, name.format(seed=seed)) for m, name in RESTRICTED_RUNS.items()}
+        dirs["stratified"] = os.path.join(out, ref, RUNS["stratified"].format(seed=seed))
+        dirs["best_grid"] = grid_winner(out, ref, seed)[0]
+        for m, run_dir in dirs.items():
+            result = read_result(run_dir) if run_dir else None
+            if result:
+                values[m][seed] = result
+    return values
+
+
+def summarize_restricted(values):
+    rows = {}
+    for m, by_seed in values.items():
+        mean, sd = mean_sd(v["ppl"] for v in by_seed.values())
+        rows[m] = {"n": len(by_seed), "mean_ppl": mean, "sd_ppl": sd, "recovery": {}}
+        if m in ("aioli_restricted", "probes_only", "stratified"):
+            for seed, v in by_seed.items():
+                if seed in values["bad_prior"] and seed in values["best_grid"]:
+                    rows[m]["recovery"][seed] = recovery(values["bad_prior"][seed]["ppl"], v["ppl"],
+                                                         values["best_grid"][seed]["ppl"])
+        rec = [r for r in rows[m]["recovery"].values() if r is not None]
+        rows[m]["mean_recovery"] = statistics.fmean(rec) if rec else None
+    return rows
+
+
+# ---------------------------------------------------------------- rendering
+
+def fmt(x, nd=1, sign=False):
+    return "n/a" if x is None else f"{x:+.{nd}f}" if sign else f"{x:.{nd}f}"
+
+
+def render(table, mixtures, restricted, header, n_seeds):
+    cells, summary = table["cells"], table["summary"]
+    settings = list(next(iter(cells.values())).keys()) if cells else []
+    lines = header + ["", "## Average test perplexity against stratified", "",
+                      "stratified: mean ± sd over seeds, perplexity / loss. Other methods: Δ of the mean vs "
+                      "stratified, and in brackets the paired difference (per seed method − stratified, "
+                      "mean ± standard error). Negative is better. `[n=..]`: seeds that finished, when fewer. "
+                      "better: settings with a negative paired mean; worse: settings where it exceeds one "
+                      "standard error (needs 2+ seeds). extra runs: per setting in column order; DoReMi's "
+                      "reference model is the stratified run (not counted); the grid cell is the sweep "
+                      "winner (lowest mean val loss among the sweep and stratified runs).", "",
+                      "| method | " + " | ".join(settings) + " | better | worse (>1 se) | extra runs |",
+                      "|---" * (len(settings) + 4) + "|"]
+    for m in METHODS:
+        row = []
+        for s in settings:
+            c = cells[m][s]
+            if not c["n"]:
+                row.append("–")
+                continue
+            if m == "stratified":
+                text = f"{fmt(c['mean_ppl'])} ± {fmt(c['sd_ppl'])} / {fmt(c['mean_loss'], 3)} ± {fmt(c['sd_loss'], 3)}"
+            else:
+                text = (f"{fmt(c['delta_ppl'], sign=True)} ({fmt(c['paired_mean'], sign=True)} ± "
+                        f"{fmt(c['paired_se'])})")
+            row.append(text + (f" [n={c['n']}]" if c["n"] < n_seeds else ""))
+        extra = list(summary[m]["extra_runs"].values())
+        extra = str(extra[0]) if len(set(extra)) == 1 else ", ".join(map(str, extra))
+        better, worse = ("–", "–") if m == "stratified" else (summary[m]["better"], summary[m]["worse"])
+        lines.append(f"| {m} | " + " | ".join(row) + f" | {better} | {worse} | {extra} |")
+    lines += ["", "## Mean average test perplexity / loss", "",
+              "| method | " + " | ".join(settings) + " |", "|---" * (len(settings) + 1) + "|"]
+    for m in METHODS:
+        lines.append(f"| {m} | " + " | ".join(
+            f"{fmt(cells[m][s]['mean_ppl'])} / {fmt(cells[m][s]['mean_loss'], 3)}" if cells[m][s]["n"] else "–"
+            for s in settings) + " |")
+    lines += ["", "## Grid winner's mixture (mean over seeds)", "", "| setting | mixture | distance from uniform (TV) |",
+              "|---|---|---|"]
+    for s in settings:
+        by_seed = list(mixtures.get(s, {}).values())
+        if not by_seed:
+            lines.append(f"| {s} | – | – |")
+            continue
+        mean = {g: statistics.fmean(m[g] for m in by_seed) for g in by_seed[0]}
+        tv = sum(abs(w - 1 / len(mean)) for w in mean.values()) / 2
+        lines.append(f"| {s} | " + ", ".join(f"{g} {w:.2f}" for g, w in mean.items()) + f" | {tv:.2f} |")
+    if restricted is not None:
+        rows, info = restricted["rows"], restricted["info"]
+        lines += ["", f"## Restricted setting ({info})", "",
+                  "recovery = (bad_prior − X) / (bad_prior − best grid point), in average test perplexity, "
+                  "per seed; 1 = the whole gap closed, 0 = no better than the prior.", "",
+                  "| run | test ppl (mean ± sd) | recovery per seed | mean recovery |", "|---|---|---|---|"]
+        for m, r in rows.items():
+            per_seed = ", ".join(f"seed {seed}: {fmt(x, 2)}" for seed, x in r["recovery"].items()) or "–"
+            mean_rec = fmt(r["mean_recovery"], 2) if r["recovery"] else "–"
+            ppl = f"{fmt(r['mean_ppl'])} ± {fmt(r['sd_ppl'])}" + (f" [n={r['n']}]" if r["n"] < n_seeds else "")
+            lines.append(f"| {m} | {ppl if r['n'] else '–'} | {per_seed} | {mean_rec} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- command line
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def parse_args(argv):
+    p = OneLineArgumentParser(prog="bench_quality.py", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="60 steps, seed 0, two settings + restricted, small sweeps")
+    p.add_argument("-j", "--jobs", type=positive_int, default=2, help="runs in parallel (default 2)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (--quick: 0)")
+    p.add_argument("--steps", type=positive_int, default=None, help="steps per run (default 300, --quick 60)")
+    p.add_argument("--settings", nargs="+", choices=[*SETTINGS, RESTRICTED], default=None, metavar="SETTING",
+                   help=f"some of: {' '.join([*SETTINGS, RESTRICTED])} (default: all; --quick: "
+                   f"{' '.join(SIZES['quick']['settings'])})")
+    p.add_argument("--output_dir", default=None,
+                   help="default: output/bench_quality (--quick: output/bench_quality_quick)")
+    p.add_argument("--restricted_on", choices=list(SETTINGS), default="book_stackexchange",
+                   help="groups (and reference runs) of the restricted setting")
+    p.add_argument("--prior", type=float, nargs="+", default=[0.1, 0.9],
+                   help="the restricted setting's bad prior, in --restricted_on group order (default 0.1 0.9)")
+    args = p.parse_args(argv)
+    size = SIZES["quick" if args.quick else "full"]
+    args.steps = args.steps or size["steps"]
+    if args.steps < 8:
+        p.error(f"--steps {args.steps}: at least 8 (a warmup, four evaluations and Aioli rounds)")
+    args.seeds = args.seeds if args.seeds is not None else size["seeds"]
+    args.settings = list(dict.fromkeys(args.settings or size["settings"]))
+    args.output_dir = args.output_dir or os.path.join("output", "bench_quality_quick" if args.quick else "bench_quality")
+    k = len(SETTINGS[args.restricted_on])
+    if len(args.prior) != k or min(args.prior) < 0 or sum(args.prior) <= 0:
+        p.error(f"--prior: {k} non-negative weights (not all zero) for {' '.join(SETTINGS[args.restricted_on])}, "
+                f"got {args.prior}")
+    args.size = size
+    return args
+
+
+@exit_on_usage_error
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    out = os.path.abspath(args.output_dir)
+    plan = Plan(out, args.steps, args.size)
+    settings = [s for s in args.settings if s != RESTRICTED]
+    for seed in args.seeds:  # seed-major: a first complete seed comes early
+        for s in settings:
+            plan_setting(plan, s, seed)
+        if RESTRICTED in args.settings:
+            plan_restricted(plan, args.restricted_on, args.prior, seed)
+    tasks = list(plan.tasks.values())
+    log(f"{len(tasks)} jobs, {args.jobs} at a time, {args.steps} steps, seeds {args.seeds}, output {out}")
+    ok = run_tasks(tasks, args.jobs)
+
+    values, mixtures = collect(out, settings, args.seeds)
+    table = summarize(values, plan.sweep_sizes)
+    restricted = None
+    if RESTRICTED in args.settings:
+        rows = summarize_restricted(collect_restricted(out, args.restricted_on, args.seeds))
+        info = (f"groups of {args.restricted_on}, prior {' '.join(f'{w:g}' for w in args.prior)} for the first "
+                f"{args.steps // 3} steps; references: {args.restricted_on}'s stratified and best grid runs")
+        restricted = {"info": info, "rows": rows}
+    header = ["# Table 2 at CPU scale: data-mixing methods on the demo corpus", "",
+              f"Command: `python {shlex.join([os.path.relpath(__file__, ROOT), *(sys.argv[1:] if argv is None else argv)])}`",
+              "",
+              f"Sizes: {args.steps} steps, seeds {' '.join(map(str, args.seeds))}, model tiny (from scratch), "
+              f"context 256, batch 8, lr 2e-3 linear_warmup_cosine to 2e-4, warmup {max(1, args.steps // 10)}; "
+              f"sweeps: k=2 grid step {args.size['grid']} (interior points), k>=3 cover "
+              f"{args.size['cover_n']} points; metric: average test perplexity (mean over groups of "
+              "exp(test loss), whole test split).",
+              "", "Aioli: `" + " ".join(aioli_flags(2, args.steps)) + "` (k=2; one_hot_factor min(2/k, 0.75))"]
+    text = render(table, mixtures, restricted, header, len(args.seeds))
+    failed = [t.label for t in tasks if not ok.get(t.done)]
+    if failed:
+        text += f"\nFailed or skipped jobs ({len(failed)}): " + ", ".join(failed) + "\n"
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "table.md"), "w") as fh:
+        fh.write(text)
+    with open(os.path.join(out, "table.json"), "w") as fh:
+        json.dump({"command": sys.argv if argv is None else ["bench_quality.py", *argv], "steps": args.steps,
+                   "seeds": args.seeds, "settings": {s: SETTINGS[s] for s in settings}, "model": "tiny",
+                   "sweep_sizes": plan.sweep_sizes, **table, "grid_mixtures": mixtures,
+                   "restricted": restricted, "failed": failed}, fh, indent=1)
+    print(text)
+    log(f"wrote {os.path.join(out, 'table.md')} and table.json; {len(failed)} job(s) failed or skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

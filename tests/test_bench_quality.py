@@ -1,0 +1,142 @@
+"""scripts/benchmarks/bench_quality.py without training: the table maths on fabricated results.json
+files, Aioli's per-setting flags, the sweep points, the job graph and its reuse logic, bad input."""
+import importlib.util
+import json
+import math
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# scripts/ is not a package: load the script from its path
+_spec = importlib.util.spec_from_file_location("bench_quality",
+                                               os.path.join(ROOT, "scripts", "benchmarks", "bench_quality.py"))
+bq = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bq)
+
+
+def write_result(path, ppl, status="complete"):
+    """A run directory whose results.json has the given average test perplexity (loss = log of it)."""
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "results.json"), "w") as fh:
+        json.dump({"status": status, "average_test_perplexity": ppl, "average_test_loss": math.log(ppl)}, fh)
+
+
+def write_grid(out, setting, seed, winner, mixture):
+    """grid_seed<S>.json as `mixing_law_fitting.py best` writes it (the keys the bench reads)."""
+    with open(os.path.join(out, setting, f"grid_seed{seed}.json"), "w") as fh:
+        json.dump({"runs": [winner], "proportions": mixture}, fh)
+
+
+def test_aioli_flags_per_setting():
+    for k, ohf in ((2, 0.75), (3, 2 / 3), (5, 0.4)):
+        flags = bq.aioli_flags(k, 300)
+        assert not any("{" in a for a in flags)
+        assert float(bq.flag_value(flags, "--one_hot_factor")) == pytest.approx(ohf, abs=1e-3)
+        probes = int(bq.flag_value(flags, "--lp_rounds")) * int(bq.flag_value(flags, "--lp_steps")) * k
+        assert int(bq.flag_value(flags, "--update_steps")) == max(75, probes + 1)
+    # a short run: the round is lengthened so that the probes fit in it
+    flags = bq.aioli_flags(5, 24)
+    probes = int(bq.flag_value(flags, "--lp_rounds")) * int(bq.flag_value(flags, "--lp_steps")) * 5
+    assert int(bq.flag_value(flags, "--update_steps")) == max(6, probes + 1)
+
+
+def test_sweep_points_drop_endpoints_and_uniform():
+    grid = [[0.0, 1.0], [0.25, 0.75], [0.5, 0.5], [0.75, 0.25], [1.0, 0.0]]
+    assert bq.sweep_points(grid) == [[0.25, 0.75], [0.75, 0.25]]
+    assert bq.sweep_points([[0.2, 0.3, 0.5], [1 / 3, 1 / 3, 1 / 3]]) == [[0.2, 0.3, 0.5]]
+
+
+def test_reuse_finished_and_restart_interrupted(tmp_path):
+    done = bq.Task("a", [], str(tmp_path / "a" / "results.json"), str(tmp_path / "a"))
+    write_result(done.run_dir, 10.0)
+    assert bq.prepare_run_dir(done) and os.path.exists(done.done)
+    broken = bq.Task("b", [], str(tmp_path / "b" / "results.json"), str(tmp_path / "b"))
+    os.makedirs(os.path.join(broken.run_dir, "checkpoints"))
+    assert not bq.prepare_run_dir(broken) and not os.path.exists(broken.run_dir)
+    fit = bq.Task("f", [], str(tmp_path / "fit.json"))  # a fit: no run directory
+    assert not bq.prepare_run_dir(fit)
+
+
+def test_job_graph_runs_deps_first_and_skips_after_a_failure(tmp_path):
+    t = {n: bq.Task(n, [], str(tmp_path / n)) for n in "abcde"}
+    t["c"].deps = [t["a"], t["b"]]  # b fails -> c and its dependent d are skipped
+    t["d"].deps = [t["c"]]
+    t["e"].deps = [t["a"]]
+    ran = []
+
+    def fake(task):
+        assert all(d.label in ran for d in task.deps)
+        ran.append(task.label)
+        return task.label != "b"
+
+    ok = bq.run_tasks(list(t.values()), 2, execute=fake)
+    assert sorted(ran) == ["a", "b", "e"]
+    assert {n: ok[t[n].done] for n in t} == {"a": True, "b": False, "c": False, "d": False, "e": True}
+
+
+def test_table_maths(tmp_path):
+    out = str(tmp_path)
+    A, B = "arxiv_stackexchange", "github_wikipedia"  # two pairs (k=2)
+    strat = {A: [100.0, 110.0, 120.0], B: [50.0, 52.0, 54.0]}
+    aioli = {A: [98.0, 107.0, 116.0], B: [53.0, 55.0, 54.0]}  # better on A, worse on B
+    for s in strat:
+        for seed in range(3):
+            write_result(os.path.join(out, s, f"stratified_seed{seed}"), strat[s][seed])
+            write_result(os.path.join(out, s, f"aioli_seed{seed}"), aioli[s][seed])
+            write_result(os.path.join(out, s, f"sweep_seed{seed}", "mix01"), strat[s][seed] - 5)
+            write_grid(out, s, seed, "mix01", {"g1": 0.2 + 0.1 * seed, "g2": 0.8 - 0.1 * seed})
+    write_result(os.path.join(out, A, "dml_final_seed0"), 1.0, status="break")  # unfinished: missing
+    write_result(os.path.join(out, A, "doge_final_seed1"), 90.0)  # one seed only
+    values, mixtures = bq.collect(out, [A, B], [0, 1, 2])
+    table = bq.summarize(values, {A: 4, B: 4})
+    cells, summary = table["cells"], table["summary"]
+    c = cells["stratified"][A]
+    assert (c["n"], c["mean_ppl"], c["sd_ppl"]) == (3, 110.0, 10.0)
+    assert c["mean_loss"] == pytest.approx(sum(math.log(x) for x in strat[A]) / 3)
+    c = cells["Aioli"][A]
+    assert c["delta_ppl"] == pytest.approx(-3.0)
+    assert c["paired_mean"] == pytest.approx(-3.0) and c["paired_se"] == pytest.approx(1 / math.sqrt(3))
+    c = cells["Aioli"][B]  # diffs 3, 3, 0: mean 2, sd sqrt(3), se 1
+    assert c["paired_mean"] == pytest.approx(2.0) and c["paired_se"] == pytest.approx(1.0)
+    assert cells["grid"][A]["paired_mean"] == pytest.approx(-5.0)
+    assert cells["DML"][A]["n"] == 0 and cells["DML"][A]["mean_ppl"] is None
+    c = cells["DoGE"][A]
+    assert (c["n"], c["paired_mean"], c["paired_se"]) == (1, -20.0, None)
+    assert summary["Aioli"]["better"] == 1 and summary["Aioli"]["worse"] == 1
+    assert summary["grid"]["better"] == 2 and summary["grid"]["worse"] == 0
+    assert summary["DoGE"]["better"] == 1 and summary["DoGE"]["worse"] == 0  # one seed: no se, never "worse"
+    assert summary["grid"]["extra_runs"] == {A: 4, B: 4}
+    assert summary["DML"]["extra_runs"][A] == 5 and summary["Skill-it"]["extra_runs"][A] == 2
+    assert summary["DoReMi"]["extra_runs"][A] == 1 and summary["Aioli"]["extra_runs"][A] == 0
+    assert mixtures[A][2] == {"g1": pytest.approx(0.4), "g2": pytest.approx(0.6)}
+    text = bq.render(table, mixtures, None, ["# t"], 3)
+    assert "| Aioli | -3.0 (-3.0 ± 0.6) | +2.0 (+2.0 ± 1.0) | 1 | 1 | 0 |" in text
+    assert "| DML | – | – | 0 | 0 | 5 |" in text and "[n=1]" in text
+
+
+def test_recovery(tmp_path):
+    assert bq.recovery(200.0, 150.0, 100.0) == pytest.approx(0.5)
+    assert bq.recovery(200.0, 90.0, 100.0) == pytest.approx(1.1)
+    assert bq.recovery(100.0, 90.0, 100.0) is None  # the prior is no worse than the best grid point
+    out = str(tmp_path)
+    for seed, (bad, best, strat, aioli) in enumerate([(200, 100, 120, 150), (300, 100, 140, 100)]):
+        write_result(os.path.join(out, "restricted", f"bad_prior_seed{seed}"), bad)
+        write_result(os.path.join(out, "restricted", f"aioli_restricted_seed{seed}"), aioli)
+        write_result(os.path.join(out, "ref", f"stratified_seed{seed}"), strat)
+        write_result(os.path.join(out, "ref", f"sweep_seed{seed}", "mix02"), best)
+        write_grid(out, "ref", seed, "mix02", {"g1": 0.5, "g2": 0.5})
+    rows = bq.summarize_restricted(bq.collect_restricted(out, "ref", [0, 1]))
+    assert rows["aioli_restricted"]["recovery"] == {0: pytest.approx(0.5), 1: pytest.approx(1.0)}
+    assert rows["aioli_restricted"]["mean_recovery"] == pytest.approx(0.75)
+    assert rows["stratified"]["recovery"] == {0: pytest.approx(0.8), 1: pytest.approx(0.8)}
+    assert rows["probes_only"]["n"] == 0 and rows["probes_only"]["mean_recovery"] is None
+    assert rows["best_grid"]["mean_ppl"] == 100.0
+
+
+@pytest.mark.parametrize("argv", [["--settings", "nope"], ["-j", "0"], ["--steps", "2"], ["--prior", "1"]])
+def test_bad_input_is_one_line_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as err:
+        bq.main(argv)
+    assert err.value.code == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
