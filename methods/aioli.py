@@ -74,13 +74,13 @@ def probe_matrix(k: int, ohf: float) -> np.ndarray:
 
 
 def probe_counts(k: int, focal: int, ohf: float, rows: int, rng: np.random.Generator) -> np.ndarray:
-    """Rows per group of one probe of `rows` = lp_steps x batch_size training rows: round(ohf x rows)
-    for the focal group, the rest split evenly over the others, with the remainder's extra rows going
-    to others chosen by `rng` (no bias to low indices). Each count / rows is a share the batch rule
+    """Rows per group of one probe of `rows` = lp_steps x batch_size training rows: ohf x rows, rounded
+    half up, for the focal group, the rest split evenly over the others, with the remainder's extra
+    rows going to others chosen by `rng` (no bias to low indices). Each count / rows is a share the batch rule
     realises exactly over the probe's batches (data/composition.py), so the probe trains on exactly
     the mixture that A is un-mixed with."""
     counts = np.zeros(k, dtype=np.int64)
-    counts[focal] = min(rows, int(round(ohf * rows)))
+    counts[focal] = min(rows, math.floor(ohf * rows + 0.5))  # half up: the focal share must stay the largest
     others = np.array([g for g in range(k) if g != focal])
     each, extra = divmod(rows - int(counts[focal]), k - 1)
     counts[others] = each
@@ -89,14 +89,18 @@ def probe_counts(k: int, focal: int, ohf: float, rows: int, rng: np.random.Gener
 
 
 def probe_order(seed: int, round_index: int, k: int, lp_rounds: int, antithetic: bool = False) -> list:
-    """The probe order of a round: lp_rounds permutations of range(k), concatenated. antithetic: every
-    second permutation is the previous one reversed, so that a trend over the LearnParams (the loss
-    curve flattening, the learning rate moving) lands on every group equally in each pair."""
+    """The probe order of a round: lp_rounds permutations of range(k), concatenated.
+
+    random (the paper's): an independent permutation per repeat. antithetic: one permutation, run
+    forwards or backwards in the Thue-Morse pattern (repeat m backwards when m has an odd number of
+    1 bits: +, -, -, +, -, +, +, - ...), so that a linear trend of the drops over the LearnParams
+    (the loss curve flattening, the learning rate moving) falls on every group equally in each pair
+    of repeats, and for k = 2 a quadratic one too in each four."""
     rng = np.random.default_rng(np.random.SeedSequence([ORDER_TAG, int(seed) % 2**64, int(round_index)]))
-    perms = []
-    for rep in range(lp_rounds):
-        perms.append(perms[-1][::-1] if antithetic and rep % 2 == 1 else [int(j) for j in rng.permutation(k)])
-    return [j for perm in perms for j in perm]
+    if antithetic:
+        perm = [int(j) for j in rng.permutation(k)]
+        return [j for rep in range(lp_rounds) for j in (perm[::-1] if bin(rep).count("1") % 2 else perm)]
+    return [int(j) for _ in range(lp_rounds) for j in rng.permutation(k)]
 
 
 def estimate_A(D: np.ndarray, W: np.ndarray, diagonal: bool = False) -> np.ndarray:
@@ -250,8 +254,9 @@ class AioliMethod(MixingMethod):
         warmup = 0 if g("lr_scheduler") in _NO_WARMUP_SCHEDULERS else int(g("warmup_steps", 0) or 0)
         self.warmup = 0 if g("aioli_probe_warmup", False) else max(0, warmup)
         self.start = max(self.prior_steps, self.warmup)  # step of the first round
-        if self.prior is not None and np.any(self.prior == 0):
-            warnings.warn("--aioli_prior has zero entries: Aioli's multiplicative updates keep them at zero")
+        if self.prior is not None and np.any(self.prior == 0) and self.base_rule == "prior":
+            warnings.warn("--aioli_prior has zero entries and --aioli_base prior: Aioli's multiplicative updates "
+                          "keep them at zero")
         self.weights = np.full(k, 1.0 / k) if self.prior is None else self.prior.copy()
         self.skillit = None
         if self.graph_path is not None:
@@ -272,9 +277,9 @@ class AioliMethod(MixingMethod):
                              "lower --lp_rounds/--lp_steps or raise --update_steps")
         if self.delta >= min(self.update_steps, rest):
             raise UsageError(f"--aioli: LearnParams needs {self.delta} steps (--lp_rounds x --lp_steps x k) plus one on "
-                             f"the learned mixture, but only {rest} steps follow the prior phase and the warmup (step "
-                             f"{self.start}); lengthen --max_steps, shorten --prior_steps, --warmup_steps or the probes "
-                             "(or pass --aioli_probe_warmup)")
+                             f"the learned mixture after step {self.start} (the end of --prior_steps {self.prior_steps} "
+                             f"and --warmup_steps {warmup}), but the run has {T} steps; lengthen --max_steps, shorten "
+                             "--prior_steps, --warmup_steps or the probes (or pass --aioli_probe_warmup)")
         if self.batch_size is not None:
             self._check_probe_counts(k)
 
@@ -323,7 +328,7 @@ class AioliMethod(MixingMethod):
 
     def _check_probe_counts(self, k: int) -> None:
         rows = self.lp_steps * int(self.batch_size)
-        focal = int(round(self.ohf * rows))
+        focal = min(rows, math.floor(self.ohf * rows + 0.5))
         if focal <= -(-(rows - focal) // (k - 1)):
             raise UsageError(f"--one_hot_factor {self.ohf}: a probe of --lp_steps {self.lp_steps} x batch "
                              f"{self.batch_size} = {rows} rows gives the focal group {focal}, no more than another "

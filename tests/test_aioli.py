@@ -296,6 +296,9 @@ BASE = ["--eta", "1", "--update_steps", "100", "--lp_steps", "4", "--one_hot_fac
     (BASE, 1, 400, "--slice_list"),
     (BASE + ["--graph_path", "x.json"], 3, 400, "--prior_steps"),
     (BASE + ["--aioli_static", "--lp_rounds", "20"], 3, 200, "--max_steps"),
+    (BASE + ["--warmup_steps", "390"], 3, 400, "--warmup_steps 390"),  # no room for a round after the warmup
+    (BASE + ["--batch_size", "2", "--lp_steps", "1", "--one_hot_factor", "0.4"], 3, 400, "--one_hot_factor"),
+    (BASE + ["--aioli_noise_z", "-1"], 3, 400, "--aioli_noise_z"),
 ])
 def test_refusals(argv, k, total, flag):
     with pytest.raises(UsageError, match=flag):
@@ -468,3 +471,13 @@ def test_restricted_setting_leaves_a_bad_prior():
         assert p1[-1] > 0.5 and p1[-1] > p1[0] >= 0.1
         if base == "uniform":
             assert p1[0] > 0.5
+
+
+def test_thue_morse_order_cancels_a_quadratic_drift_for_two_groups():
+    order = probe_order(0, 0, 2, 4, antithetic=True)
+    assert order in ([0, 1, 1, 0, 1, 0, 0, 1], [1, 0, 0, 1, 0, 1, 1, 0])
+    pos = np.arange(1, 9)
+    for power in (1, 2):  # sums of positions and of squared positions are equal for both groups
+        assert sum(pos[np.array(order) == 0] ** power) == sum(pos[np.array(order) == 1] ** power)
+    k3 = probe_order(5, 1, 3, 4, antithetic=True)
+    assert k3[3:6] == k3[:3][::-1] and k3[6:9] == k3[3:6] and k3[9:] == k3[:3]  # + - - +

@@ -29,10 +29,11 @@ def write_grid(out, setting, seed, winner, mixture):
 
 
 def test_aioli_flags_per_setting():
-    for k, ohf in ((2, 0.75), (3, 2 / 3), (5, 0.4)):
+    for k, ohf, lp_steps in ((2, 0.625, 2), (3, 0.5, 2), (5, 0.4, 1)):
         flags = bq.aioli_flags(k, 300)
         assert not any("{" in a for a in flags)
         assert float(bq.flag_value(flags, "--one_hot_factor")) == pytest.approx(ohf, abs=1e-3)
+        assert int(bq.flag_value(flags, "--lp_steps")) == lp_steps
         probes = int(bq.flag_value(flags, "--lp_rounds")) * int(bq.flag_value(flags, "--lp_steps")) * k
         assert int(bq.flag_value(flags, "--update_steps")) == max(75, probes + 1)
     # a short run: the round is lengthened so that the probes fit in it

@@ -296,7 +296,7 @@ def e2e(pretrained, tmp_path, *extra):
 
 def test_aioli_run_over_three_tasks(pretrained, tmp_path):
     results, run = e2e(pretrained, tmp_path, "--aioli", "--update_steps", "6", "--lp_steps", "1", "--lp_rounds", "1",
-                       "--one_hot_factor", "0.6", "--eta", "0.5", "--aioli_normalize_A")
+                       "--one_hot_factor", "0.6", "--eta", "0.5", "--aioli_normalize_A", "--warmup_steps", "0")
     assert results["method"] == "aioli"
     w = results["final_weights"]
     assert set(w) == {"sst2", "mathqa", "semeval"} and math.isclose(sum(w.values()), 1.0, rel_tol=1e-6)

@@ -8,8 +8,9 @@ Each run is one `main.py` subprocess; the stages of a baseline (sweep -> best/li
 one-hot runs -> skills graph -> Skill-it, proxy -> final run) mirror scripts/lib/pipelines.sh and
 form a job graph run by `-j` workers. A run whose directory holds results.json is reused, so running
 the same command again continues an interrupted bench. Writes <output_dir>/table.md and table.json.
-`--quick` (60 steps, one seed, one pair, one triple, the restricted setting, a smaller sweep) is the
-smoke test: a few minutes on 2 cores at -j 2; the full size is 300 steps, 3 seeds, every setting.
+`--quick` (40 steps, one seed, one pair and the restricted setting, a smaller sweep) is the smoke
+test: a few minutes on 2 cores at -j 2; the full size is 240 steps, 3 seeds, every setting (about
+100 minutes on 2 cores).
 """
 import argparse
 import concurrent.futures as cf
@@ -27,6 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 from errors import OneLineArgumentParser, exit_on_usage_error  # noqa: E402
+from trainer.config import demo_probe_settings  # noqa: E402
 
 MAIN = os.path.join(ROOT, "main.py")
 FIT = os.path.join(ROOT, "mixing_law_fitting.py")
@@ -55,9 +57,14 @@ SIZES = {
               "cover_n": {3: 2, 5: 2}},
 }
 
-# Aioli's whole recipe. {one_hot_factor} and {update_steps} are filled per setting by aioli_flags().
-AIOLI_FLAGS = ["--aioli", "--lp_rounds", "2", "--lp_steps", "2", "--one_hot_factor", "{one_hot_factor}",
-               "--eta", "1", "--aioli_normalize_A", "--update_steps", "{update_steps}", "--lp_eval_samples", "16"]
+# Aioli's whole recipe; aioli_flags() fills in what depends on the setting. The estimator flags are
+# main.py's defaults (trend-aware fit, noise gate z = 1, perplexity objective, antithetic order, no
+# probes in the warmup), written out so that the table says what ran.
+AIOLI_FLAGS = ["--aioli", "--lp_rounds", "2", "--lp_steps", "{lp_steps}", "--one_hot_factor", "{one_hot_factor}",
+               "--eta", "1", "--aioli_normalize_A", "--update_steps", "{update_steps}", "--lp_eval_samples", "16",
+               "--aioli_trend", "1", "--aioli_noise_z", "1", "--aioli_objective", "perplexity",
+               "--aioli_probe_order", "antithetic"]
+
 
 METHODS = ["stratified", "grid", "DML", "Skill-it", "DoReMi", "DoGE", "Aioli"]
 # The final run of each method below <output_dir>/<setting>/ (grid: the winner named in grid_seed<S>.json).
@@ -82,11 +89,14 @@ def flag_value(flags, name, default=None):
 
 
 def aioli_flags(k, steps):
-    """AIOLI_FLAGS for k groups and a run of `steps` steps: one_hot_factor 2/k capped at 0.75, rounds of
-    steps/4, lengthened on short runs so that the probes (lp_rounds x lp_steps x k steps) fit in a round."""
-    probes = int(flag_value(AIOLI_FLAGS, "--lp_rounds", 1)) * int(flag_value(AIOLI_FLAGS, "--lp_steps", 5)) * k
+    """AIOLI_FLAGS for k groups and a run of `steps` steps: the probe share and length of the demo
+    (trainer.config.demo_probe_settings: the paper's 0.625 for k = 2 and 0.5 for k = 3, 2/k above; 2-step
+    probes up to k = 3, 1-step above); rounds of steps/4, lengthened on short runs so that the probes
+    (lp_rounds x lp_steps x k steps) fit in a round."""
+    ohf, lp_steps = demo_probe_settings(k)
+    probes = int(flag_value(AIOLI_FLAGS, "--lp_rounds", 1)) * lp_steps * k
     update = max(steps // 4, probes + 1)
-    return [a.format(one_hot_factor=f"{min(2 / k, 0.75):.4g}", update_steps=update) for a in AIOLI_FLAGS]
+    return [a.format(one_hot_factor=f"{ohf:.4g}", update_steps=update, lp_steps=lp_steps) for a in AIOLI_FLAGS]
 
 
 def sweep_points(mixtures):
@@ -470,10 +480,10 @@ def positive_int(text):
 def parse_args(argv):
     p = OneLineArgumentParser(prog="bench_quality.py", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="60 steps, seed 0, two settings + restricted, small sweeps")
+    p.add_argument("--quick", action="store_true", help="40 steps, seed 0, one pair + restricted, small sweeps")
     p.add_argument("-j", "--jobs", type=positive_int, default=2, help="runs in parallel (default 2)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (--quick: 0)")
-    p.add_argument("--steps", type=positive_int, default=None, help="steps per run (default 300, --quick 60)")
+    p.add_argument("--steps", type=positive_int, default=None, help="steps per run (default 240, --quick 40)")
     p.add_argument("--settings", nargs="+", choices=[*SETTINGS, RESTRICTED], default=None, metavar="SETTING",
                    help=f"some of: {' '.join([*SETTINGS, RESTRICTED])} (default: all; --quick: "
                    f"{' '.join(SIZES['quick']['settings'])})")
