@@ -396,7 +396,6 @@ class AioliMethod(MixingMethod):
                                "must call observe_eval whenever wants_eval is True")
         if self.probes_done >= i:
             return  # the same evaluation delivered twice
-        focal = self._order(r)[i - 1]
         self.D[i - 1] = self.L_prev - losses
         self.L_prev, self.probes_done = losses.copy(), i
         if i == self.lp_rounds * self.k:
@@ -408,6 +407,7 @@ class AioliMethod(MixingMethod):
         for m, j in enumerate(order):
             D[:, j] += self.D[m] / self.lp_rounds
         A_fit, M, sigma2 = fit_drops(self.D, W[order], self.trend)
+        # --aioli_diagonal keeps the paper's A_ii = D_ii / (focal share), from the mean drops
         A_raw = np.diag(np.diag(D) / np.diag(W)) if self.diagonal else A_fit
         A = normalize_A(A_raw) if self.normalize else A_raw
         self.abar = A if self.ema is None or self.abar is None else (1.0 - self.ema) * A + self.ema * self.abar

@@ -76,6 +76,15 @@ def test_job_graph_runs_deps_first_and_skips_after_a_failure(tmp_path):
     assert {n: ok[t[n].done] for n in t} == {"a": True, "b": False, "c": False, "d": False, "e": True}
 
 
+def test_job_graph_takes_ready_dependents_before_later_independent_tasks(tmp_path):
+    # plan order: a seed's first run, its fit (needs it), then the next seed's first run
+    t = {n: bq.Task(n, [], str(tmp_path / n)) for n in ("run0", "fit0", "run1", "fit1")}
+    t["fit0"].deps, t["fit1"].deps = [t["run0"]], [t["run1"]]
+    ran = []
+    bq.run_tasks(list(t.values()), 1, execute=lambda task: ran.append(task.label) or True)
+    assert ran == ["run0", "fit0", "run1", "fit1"]
+
+
 def test_table_maths(tmp_path):
     out = str(tmp_path)
     A, B = "arxiv_stackexchange", "github_wikipedia"  # two pairs (k=2)

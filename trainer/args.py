@@ -143,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="noise gate: a group's centred score moves p by max(0, 1 - (z/t)^2) of itself, t = "
                        "the score / its standard error from the fit's residuals (0 = off, the paper's)")
     aioli.add_argument("--aioli_probe_order", choices=["random", "antithetic"], default="antithetic",
-                       help="antithetic: every second repeat runs the previous order reversed, cancelling a "
-                       "linear trend of the loss drops over the LearnParams; random: the paper's")
+                       help="antithetic: one order per round, run forwards and backwards in the Thue-Morse "
+                       "pattern (+ - - + ...), so a linear drift of the loss drops over the LearnParams falls on "
+                       "every group alike; random: a new order per repeat (the paper's)")
     aioli.add_argument("--aioli_base", choices=["prior", "uniform"], default="uniform",
                        help="what the first update multiplies (with --ema, every update): uniform (as the "
                        "paper's code did) or the prior / Skill-it mixture")

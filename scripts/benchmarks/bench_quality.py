@@ -245,12 +245,15 @@ def execute(task):
 
 
 def run_tasks(tasks, jobs, execute=execute):
-    """Run tasks (in topological order) on `jobs` workers, each as soon as its deps succeeded; a task
-    whose dep failed is not run. Returns {done path: True/False}."""
+    """Run tasks (in topological order) on `jobs` workers; whenever a worker is free it takes the first
+    task, in plan order, whose deps have succeeded, so a seed's later stages (fits, final runs) come
+    before the next seed's first runs. A task whose dep failed is not run. Returns {done path: bool}."""
     ok, pending, running = {}, list(tasks), {}
     with cf.ThreadPoolExecutor(jobs) as pool:
         while pending or running:
             for t in list(pending):
+                if len(running) >= jobs:
+                    break
                 states = [ok.get(d.done) for d in t.deps]
                 if False in states:  # one pass suffices: deps come before their dependents
                     ok[t.done] = False
@@ -489,6 +492,8 @@ def parse_args(argv):
                    f"{' '.join(SIZES['quick']['settings'])})")
     p.add_argument("--output_dir", default=None,
                    help="default: output/bench_quality (--quick: output/bench_quality_quick)")
+    p.add_argument("--report_only", action="store_true",
+                   help="write the table of the runs that have finished in --output_dir; run nothing")
     p.add_argument("--restricted_on", choices=list(SETTINGS), default="book_stackexchange",
                    help="groups (and reference runs) of the restricted setting")
     p.add_argument("--prior", type=float, nargs="+", default=[0.1, 0.9],
@@ -522,7 +527,10 @@ def main(argv=None):
             plan_restricted(plan, args.restricted_on, args.prior, seed)
     tasks = list(plan.tasks.values())
     log(f"{len(tasks)} jobs, {args.jobs} at a time, {args.steps} steps, seeds {args.seeds}, output {out}")
-    ok = run_tasks(tasks, args.jobs)
+    if args.report_only:  # the table of what has finished, nothing run
+        ok = {t.done: os.path.exists(t.done) for t in tasks}
+    else:
+        ok = run_tasks(tasks, args.jobs)
 
     values, mixtures = collect(out, settings, args.seeds)
     table = summarize(values, plan.sweep_sizes)
@@ -536,11 +544,14 @@ def main(argv=None):
               f"Command: `python {shlex.join([os.path.relpath(__file__, ROOT), *(sys.argv[1:] if argv is None else argv)])}`",
               "",
               f"Sizes: {args.steps} steps, seeds {' '.join(map(str, args.seeds))}, model tiny (from scratch), "
-              f"context 256, batch 8, lr 2e-3 linear_warmup_cosine to 2e-4, warmup {max(1, args.steps // 10)}; "
+              f"context {flag_value(COMMON, '--context_length')}, batch {flag_value(COMMON, '--batch_size')}, lr "
+              f"{flag_value(COMMON, '--lr')} linear_warmup_cosine to {flag_value(COMMON, '--end_lr')}, warmup "
+              f"{max(1, args.steps // 10)}; "
               f"sweeps: k=2 grid step {args.size['grid']} (interior points), k>=3 cover "
               f"{args.size['cover_n']} points; metric: average test perplexity (mean over groups of "
               "exp(test loss), whole test split).",
-              "", "Aioli: `" + " ".join(aioli_flags(2, args.steps)) + "` (k=2; one_hot_factor min(2/k, 0.75))"]
+              "", "Aioli: `" + " ".join(aioli_flags(2, args.steps)) + "` (k=2; for k groups see aioli_flags: "
+              "one_hot_factor 0.625, 0.5, 2/k for k = 2, 3, more; --lp_steps 2 up to k = 3, 1 above)"]
     text = render(table, mixtures, restricted, header, len(args.seeds))
     failed = [t.label for t in tasks if not ok.get(t.done)]
     if failed:
