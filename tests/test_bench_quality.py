@@ -29,7 +29,7 @@ def write_grid(out, setting, seed, winner, mixture):
 
 
 def test_aioli_flags_per_setting():
-    for k, ohf, lp_steps in ((2, 0.625, 2), (3, 0.5, 2), (5, 0.4, 1)):
+    for k, ohf, lp_steps in ((2, 0.625, 1), (3, 0.5, 1), (5, 0.4, 1)):
         flags = bq.aioli_flags(k, 300)
         assert not any("{" in a for a in flags)
         assert float(bq.flag_value(flags, "--one_hot_factor")) == pytest.approx(ohf, abs=1e-3)

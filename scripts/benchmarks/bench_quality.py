@@ -60,7 +60,7 @@ SIZES = {
 # Aioli's whole recipe; aioli_flags() fills in what depends on the setting. The estimator flags are
 # main.py's defaults (trend-aware fit, noise gate z = 1, perplexity objective, antithetic order, no
 # probes in the warmup), written out so that the table says what ran.
-AIOLI_FLAGS = ["--aioli", "--lp_rounds", "2", "--lp_steps", "{lp_steps}", "--one_hot_factor", "{one_hot_factor}",
+AIOLI_FLAGS = ["--aioli", "--lp_rounds", "{lp_rounds}", "--lp_steps", "{lp_steps}", "--one_hot_factor", "{one_hot_factor}",
                "--eta", "1", "--aioli_normalize_A", "--update_steps", "{update_steps}", "--lp_eval_samples", "16",
                "--aioli_trend", "1", "--aioli_noise_z", "1", "--aioli_objective", "perplexity",
                "--aioli_probe_order", "antithetic"]
@@ -90,13 +90,13 @@ def flag_value(flags, name, default=None):
 
 def aioli_flags(k, steps):
     """AIOLI_FLAGS for k groups and a run of `steps` steps: the probe share and length of the demo
-    (trainer.config.demo_probe_settings: the paper's 0.625 for k = 2 and 0.5 for k = 3, 2/k above; 2-step
-    probes up to k = 3, 1-step above); rounds of steps/4, lengthened on short runs so that the probes
+    (trainer.config.demo_probe_settings: the paper's 0.625 for k = 2 and 0.5 for k = 3, 2/k above; 1-step
+    probes, 4 repeats up to k = 3, 2 above); rounds of steps/4, lengthened on short runs so that the probes
     (lp_rounds x lp_steps x k steps) fit in a round."""
-    ohf, lp_steps = demo_probe_settings(k)
-    probes = int(flag_value(AIOLI_FLAGS, "--lp_rounds", 1)) * lp_steps * k
-    update = max(steps // 4, probes + 1)
-    return [a.format(one_hot_factor=f"{ohf:.4g}", update_steps=update, lp_steps=lp_steps) for a in AIOLI_FLAGS]
+    ohf, lp_rounds, lp_steps = demo_probe_settings(k)
+    update = max(steps // 4, lp_rounds * lp_steps * k + 1)
+    return [a.format(one_hot_factor=f"{ohf:.4g}", update_steps=update, lp_rounds=lp_rounds, lp_steps=lp_steps)
+            for a in AIOLI_FLAGS]
 
 
 def sweep_points(mixtures):
@@ -551,7 +551,7 @@ def main(argv=None):
               f"{args.size['cover_n']} points; metric: average test perplexity (mean over groups of "
               "exp(test loss), whole test split).",
               "", "Aioli: `" + " ".join(aioli_flags(2, args.steps)) + "` (k=2; for k groups see aioli_flags: "
-              "one_hot_factor 0.625, 0.5, 2/k for k = 2, 3, more; --lp_steps 2 up to k = 3, 1 above)"]
+              "one_hot_factor 0.625, 0.5, 2/k for k = 2, 3, more; --lp_rounds 4 up to k = 3, 2 above)"]
     text = render(table, mixtures, restricted, header, len(args.seeds))
     failed = [t.label for t in tasks if not ok.get(t.done)]
     if failed:
