@@ -328,11 +328,11 @@ class AioliMethod(MixingMethod):
 
     def _check_probe_counts(self, k: int) -> None:
         rows = self.lp_steps * int(self.batch_size)
-        focal = min(rows, math.floor(self.ohf * rows + 0.5))
-        if focal <= -(-(rows - focal) // (k - 1)):
+        counts = probe_counts(k, 0, self.ohf, rows, np.random.default_rng(0))  # the same for any focal group
+        if counts[0] <= counts[1:].max():
             raise UsageError(f"--one_hot_factor {self.ohf}: a probe of --lp_steps {self.lp_steps} x batch "
-                             f"{self.batch_size} = {rows} rows gives the focal group {focal}, no more than another "
-                             "group gets; raise --one_hot_factor or --lp_steps")
+                             f"{self.batch_size} = {rows} rows gives the focal group {counts[0]}, no more than "
+                             "another group gets; raise --one_hot_factor or --lp_steps")
 
     def probe_mixtures(self, r: int) -> np.ndarray:
         """W of round r: row j = the mixture that probe j trains on. With a known batch size, the

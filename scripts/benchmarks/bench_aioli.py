@@ -60,7 +60,9 @@ def main():
             best[case] = min(best[case], seconds)
             print(f"repeat {r}: {case[0]:<26} {case[1]:<11} {seconds:7.1f} s", flush=True)
     print(f"\ndemo corpus, the quality benchmark's runs ({opts.steps} steps), {opts.threads} threads, "
-          f"fastest of {opts.repeat}; Aioli: {' '.join(bq.AIOLI_FLAGS)}")
+          f"fastest of {opts.repeat}")
+    for setting in opts.settings:
+        print(f"Aioli on {setting}: {' '.join(bq.aioli_flags(len(bq.SETTINGS[setting]), opts.steps))}")
     print(f"{'setting':<26}{'stratified s':>14}{'aioli s':>10}{'aioli / stratified':>20}")
     for setting in opts.settings:
         s, a = best[(setting, "stratified")], best[(setting, "aioli")]
