@@ -23,6 +23,7 @@ from collections import Counter, deque
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from data.groups import SLIMPAJAMA_GROUPS
 from data.sources import HF_SHUFFLE_SEED, ReadStats, detect_layout, input_files, iter_documents
@@ -175,15 +176,26 @@ def _empty_split_message(layout, group, split, ndocs, input_path, val_fraction, 
             f"{source!r} split needs {'1 document' if split == 'train' else '2 documents'} of it at least")
 
 
-def prepare_corpus(input_path, output_dir, tokenizer_spec, *, groups=None, num_proc=1, seed=0,
-                   val_fraction=0.05, test_fraction=0.05, strict=False, overwrite=False, progress=True,
-                   dtype="auto") -> dict:
+def prepare_corpus(input_path, output_dir, tokenizer_spec, **settings) -> dict:
     """Tokenize a raw corpus into `<output_dir>/<group>/{train,val,test}.bin` + meta.json; return the meta.
 
-    groups: short names (None = every known group present in the input). val_fraction/test_fraction/seed
-    apply to the jsonl layout only (fractions of documents). progress: tqdm bar on a terminal plus a summary
-    line on stdout. dtype: "auto" (uint16 if the vocabulary fits, else uint32), "uint16" or "uint32".
+    Settings (keywords): groups (short names; None = every known group present in the input), num_proc,
+    seed, val_fraction, test_fraction (these three: the jsonl layout only), strict, overwrite, progress
+    (tqdm bar on a terminal plus a summary line), dtype ("auto": uint16 if the vocabulary fits, else
+    uint32). Holds `<output_dir>.lock` throughout, so that runs started together on the same raw data
+    prepare it once: the others wait, then find it prepared.
     """
+    if os.path.isfile(output_dir):
+        raise UsageError(f"--output {output_dir} is a file; pass a directory")
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    os.makedirs(parent, exist_ok=True)
+    with FileLock(os.path.abspath(output_dir).rstrip(os.sep) + ".lock"):
+        return _prepare_locked(input_path, output_dir, tokenizer_spec, **settings)
+
+
+def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_proc=1, seed=0,
+                    val_fraction=0.05, test_fraction=0.05, strict=False, overwrite=False, progress=True,
+                    dtype="auto") -> dict:
     t0 = time.perf_counter()
     groups = _check_args(groups, num_proc, val_fraction, test_fraction, dtype)
     layout = detect_layout(input_path)

@@ -236,6 +236,24 @@ def test_num_proc_2_is_byte_identical(tmp_path, docs, tok_path, monkeypatch):
         assert (tmp_path / "o1" / rel).read_bytes() == (tmp_path / "o2" / rel).read_bytes(), rel
 
 
+def test_two_processes_preparing_at_once_both_succeed(tmp_path, docs, tok_path):
+    """What a sweep does: runs started together on one raw corpus. The lock makes one prepare while the
+    other waits and then reuses the result; both exit 0 and the shards are the single-process ones."""
+    _jsonl_corpus(tmp_path / "raw", docs, list(GROUP_MODULES))
+    args = ["--input", tmp_path / "raw", "--output", tmp_path / "out", "--tokenizer", tok_path,
+            "--val_fraction", "0.2", "--test_fraction", "0.2"]
+    procs = [subprocess.Popen([sys.executable, "-m", "data.prepare", *map(str, args)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    assert sum("already prepared" in out for out, _ in outs) == 1
+    prepare_corpus(tmp_path / "raw", tmp_path / "ref", tok_path, val_fraction=0.2, test_fraction=0.2, progress=False)
+    files = sorted(p.relative_to(tmp_path / "ref") for p in (tmp_path / "ref").rglob("*.bin"))
+    for rel in files:
+        assert (tmp_path / "out" / rel).read_bytes() == (tmp_path / "ref" / rel).read_bytes(), rel
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
 def test_uint32_when_vocab_exceeds_uint16(tmp_path, docs, big_tok_path):
     texts = docs["github"][:30] + ["a token beyond uint16: <extra_69999> and <extra_0>"]
     _write_jsonl(tmp_path / "raw.jsonl", [_record("github", t) for t in texts])
