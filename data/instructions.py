@@ -5,7 +5,7 @@
 Each task is one group. Pieces: `data.ni_tasks` (task files, splits, text template, tokenization
 with the answer boundary, the cache), `data.instruction_sampler` (padded batches with answer-only
 labels, the same sampler interface as token windows). This module wires them to the trainer as a
-`trainer.data_setup.DataBundle`.
+`data.bundle.DataBundle`.
 
 Tokenizer: `--tokenizer`, else the model's own (a local model directory holding tokenizer.json or
 tokenizer files, a model name in the local HF cache; the bundled demo tokenizer for `tiny`/`mini`).
@@ -23,16 +23,14 @@ import json
 import os
 
 from data import ni_tasks
+from data.bundle import DataBundle, cache_root
 from data.instruction_sampler import InstructionSampler, eval_arrays, select_examples
+from data.tokenization import eos_id, load_tokenizer, vocab_size
 from errors import UsageError
 
 
-def load_tokenizer_for(args):
-    """(tokenizers.Tokenizer, spec, sha256 of its serialisation)."""
-    from data.tokenization import load_tokenizer
-    from trainer.data_setup import default_tokenizer
-
-    spec = default_tokenizer(args)
+def load_tokenizer_for(args, spec):
+    """(tokenizers.Tokenizer, spec, sha256 of its serialisation) of tokenizer `spec` (a path or name)."""
     try:
         tok = load_tokenizer(spec)
     except UsageError as err:
@@ -63,8 +61,6 @@ def _auto_tokenizer(spec):
 def _cache_dir(args, tokenizer_sha, seed, val_size, test_size) -> str:
     if getattr(args, "instruction_cache_dir", None):
         return args.instruction_cache_dir
-    from trainer.data_setup import cache_root
-
     key = json.dumps([ni_tasks.FORMAT_VERSION, tokenizer_sha, seed, val_size, test_size, ni_tasks.TEMPLATE])
     return os.path.join(cache_root(), "instructions", hashlib.sha256(key.encode()).hexdigest()[:12])
 
@@ -89,12 +85,14 @@ def load_tasks(args, tokenizer, tokenizer_sha):
     return tasks, task_dir, cache_dir
 
 
-def build_instruction_data(args):
-    """The DataBundle of an instruction-task run (checks everything before the run directory exists)."""
-    from data.tokenization import eos_id, vocab_size
-    from trainer.data_setup import DataBundle
-
-    tokenizer, spec, tokenizer_sha = load_tokenizer_for(args)
+def build_instruction_data(args, tokenizer_spec=None):
+    """The DataBundle of an instruction-task run (checks everything before the run directory exists).
+    tokenizer_spec: the tokenizer to use (the trainer passes --tokenizer or the model's own); default
+    --tokenizer."""
+    spec = tokenizer_spec or args.tokenizer
+    if not spec:
+        raise UsageError("--task_name instruction: pass --tokenizer (a tokenizer.json or a model directory)")
+    tokenizer, spec, tokenizer_sha = load_tokenizer_for(args, spec)
     pad = eos_id(tokenizer)
     tasks, task_dir, cache_dir = load_tasks(args, tokenizer, tokenizer_sha)
     L = args.context_length

@@ -44,13 +44,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from errors import UsageError
-from methods.base import MixingMethod, Mixture, normalize_weights
-from methods.skillit import SkillitSchedule, load_skillit_graph
+from methods.base import MixingMethod, Mixture, RoundOptions, normalize_weights
+from methods.skillit import SkillitGraphOptions, SkillitSchedule, load_skillit_graph
+from options import option
 
 ORDER_TAG = 0x41696F6C  # "Aiol": keeps probe orders independent of other streams seeded by (seed, round)
 OBJECTIVES = ("loss", "perplexity")
@@ -58,6 +60,46 @@ BASES = ("prior", "uniform")
 PROBE_ORDERS = ("random", "antithetic")
 # schedulers whose --warmup_steps ramp the learning rate (torch's cosine and constant do not)
 _NO_WARMUP_SCHEDULERS = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class AioliOptions(SkillitGraphOptions, RoundOptions):
+    """Aioli's flags; --update_steps and --eta are required unless --aioli_static."""
+
+    lp_rounds: int = option(1, "random orders of the k probes per LearnParams")
+    lp_steps: int = option(5, "training steps per probe mixture")
+    one_hot_factor: float = option(1.0, "focal group's share in a probe mixture; the others split the rest evenly")
+    aioli_normalize_A: bool = option(False, "shift A by its minimum when negative, then divide by its sum")
+    ema: Optional[float] = option(None, "EMA weight on the history of A")
+    aioli_diagonal: bool = option(False, "keep only A_ii = D_ii / one_hot_factor")
+    aioli_static: bool = option(False, "one LearnParams at the start, then a fixed mixture (the paper's "
+                                "'Aioli static')")
+    aioli_prior: Optional[tuple[float, ...]] = option(
+        None, "restricted setting: static mixture for the first --prior_steps steps")
+    prior_steps: Optional[int] = option(None, "length of the prior phase in steps")
+    lp_eval_samples: Optional[int] = option(None, "windows per group in the probe evaluations (default: all, as "
+                                            "in the paper)")
+    aioli_objective: str = option(
+        "perplexity", "what the update descends: loss = the sum of group losses (the paper's); perplexity = the "
+        "mean of group perplexities, the reported metric (each group's row of A weighted by its perplexity)",
+        choices=OBJECTIVES)
+    aioli_trend: int = option(
+        1, "degree of the polynomial in probe position fitted with A to the probes' loss drops, so that a drift "
+        "over the LearnParams is not credited to the group probed then (0: the paper's un-mixing)", choices=(0, 1, 2))
+    aioli_noise_z: float = option(
+        1.0, "noise gate: a group's centred score moves p by max(0, 1 - (z/t)^2) of itself, t = the score / its "
+        "standard error from the fit's residuals (0 = off, the paper's)")
+    aioli_probe_order: str = option(
+        "antithetic", "antithetic: one order per round, run forwards and backwards in the Thue-Morse pattern "
+        "(+ - - + ...), so a linear drift of the loss drops over the LearnParams falls on every group alike; "
+        "random: a new order per repeat (the paper's)", choices=PROBE_ORDERS)
+    aioli_base: str = option(
+        "uniform", "what the first update multiplies (with --ema, every update): uniform (as the paper's code "
+        "did) or the prior / Skill-it mixture", choices=BASES)
+    aioli_probe_warmup: bool = option(False, "allow LearnParams inside the learning-rate warmup (the paper's "
+                                      "behaviour); by default the first round starts after --warmup_steps")
+    skillit_eta: Optional[float] = option(None, "eta of the Skill-it initialisation")
+    skillit_update_steps: Optional[int] = option(None, "round length of the Skill-it initialisation")
 
 
 # -- the pure pieces (tested by hand computations) -------------------------------------------------
@@ -191,58 +233,60 @@ class AioliMethod(MixingMethod):
     """Aioli; see the module docstring. eval_max_windows = --lp_eval_samples (None = all)."""
 
     name = "aioli"
+    Options = AioliOptions
 
-    def __init__(self, groups: list, args: Any, total_steps: int, initial_weights: Optional[np.ndarray] = None):
+    def __init__(self, groups: list, options: AioliOptions = None, total_steps: int = 0, run=None,
+                 initial_weights: Optional[np.ndarray] = None):
         # initial_weights is ignored: Aioli starts from uniform or from --aioli_prior.
-        super().__init__(groups, args, total_steps)
-        g = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+        super().__init__(groups, options, total_steps, run)
+        o = self.options
         k, T = self.k, self.total_steps
         if k < 2:
             raise UsageError(f"--aioli: needs at least 2 groups in --slice_list, got {k}")
-        self.static = bool(g("aioli_static", False))
-        if g("eta") is None:
+        self.static = o.aioli_static
+        if o.eta is None:
             raise UsageError("--aioli: --eta is required (exponentiated-gradient step size; the paper uses 0.1-1)")
-        self.eta = float(g("eta"))
+        self.eta = float(o.eta)
         if not math.isfinite(self.eta) or self.eta < 0:
             raise UsageError(f"--eta must be a finite number >= 0, got {self.eta}")
-        self.update_steps = g("update_steps")
+        self.update_steps = o.update_steps
         if self.update_steps is None and not self.static:
             raise UsageError("--aioli: --update_steps is required (round length in steps; the paper uses 250 "
                              "of 5000), or pass --aioli_static for one LearnParams at the start")
-        self.lp_rounds, self.lp_steps = int(g("lp_rounds", 1)), int(g("lp_steps", 5))
+        self.lp_rounds, self.lp_steps = int(o.lp_rounds), int(o.lp_steps)
         if self.lp_rounds < 1 or self.lp_steps < 1:
             raise UsageError(f"--lp_rounds and --lp_steps must be >= 1, got {self.lp_rounds} and {self.lp_steps}")
-        self.ohf = float(g("one_hot_factor", 1.0))
+        self.ohf = float(o.one_hot_factor)
         if not (1.0 / k < self.ohf <= 1.0):
             raise UsageError(f"--one_hot_factor {self.ohf}: must be in (1/k, 1] = ({1.0 / k:.4g}, 1] for k={k} "
                              "groups: the focal group's share must exceed the others' or W is singular")
-        self.batch_size = g("batch_size")  # rows per step: probes are realised exactly over lp_steps batches
-        self.normalize = bool(g("aioli_normalize_A", False))
-        self.objective = g("aioli_objective", "loss") or "loss"
+        self.batch_size = self.run.batch_size  # rows per step: probes are realised exactly over lp_steps batches
+        self.normalize = o.aioli_normalize_A
+        self.objective = o.aioli_objective
         if self.objective not in OBJECTIVES:
             raise UsageError(f"--aioli_objective {self.objective}: choose one of {', '.join(OBJECTIVES)}")
-        self.noise_z = float(g("aioli_noise_z", 0.0) or 0.0)
+        self.noise_z = float(o.aioli_noise_z)
         if not math.isfinite(self.noise_z) or self.noise_z < 0:
             raise UsageError(f"--aioli_noise_z must be a finite number >= 0 (0 = no noise gate), got {self.noise_z}")
-        self.antithetic = (g("aioli_probe_order", "random") or "random") == "antithetic"
-        self.trend = int(g("aioli_trend", 0) or 0)
+        self.antithetic = o.aioli_probe_order == "antithetic"
+        self.trend = int(o.aioli_trend)
         if self.trend not in (0, 1, 2):
             raise UsageError(f"--aioli_trend {self.trend}: 0 (none, the paper's), 1 (linear) or 2 (quadratic)")
-        self.base_rule = g("aioli_base", "prior") or "prior"
+        self.base_rule = o.aioli_base
         if self.base_rule not in BASES:
             raise UsageError(f"--aioli_base {self.base_rule}: choose one of {', '.join(BASES)}")
-        self.diagonal = bool(g("aioli_diagonal", False))
-        self.ema = g("ema")
+        self.diagonal = o.aioli_diagonal
+        self.ema = o.ema
         if self.ema is not None and not (0.0 <= float(self.ema) < 1.0):
             raise UsageError(f"--ema {self.ema}: must be in [0, 1) (the weight on the history of A)")
         self.ema = None if self.ema is None else float(self.ema)
-        lp_eval = g("lp_eval_samples")
+        lp_eval = o.lp_eval_samples
         if lp_eval is not None and int(lp_eval) < 1:
             raise UsageError(f"--lp_eval_samples must be >= 1, got {lp_eval}")
         self.eval_max_windows = None if lp_eval is None else int(lp_eval)
 
         # prior phase
-        prior, prior_steps, self.graph_path = g("aioli_prior"), g("prior_steps"), g("graph_path")
+        prior, prior_steps, self.graph_path = o.aioli_prior, o.prior_steps, o.graph_path
         if prior is not None and prior_steps is None:
             raise UsageError("--aioli_prior needs --prior_steps (how many steps to train on the prior)")
         self.prior_steps = int(prior_steps or 0)
@@ -251,8 +295,8 @@ class AioliMethod(MixingMethod):
         self.prior = None if prior is None else normalize_weights(prior, k, "--aioli_prior")
         # Probes inside the learning-rate warmup measure the learning rate at their position in the
         # probe order, not the data: by default the first LearnParams waits for the warmup's end.
-        warmup = 0 if g("lr_scheduler") in _NO_WARMUP_SCHEDULERS else int(g("warmup_steps", 0) or 0)
-        self.warmup = 0 if g("aioli_probe_warmup", False) else max(0, warmup)
+        warmup = 0 if self.run.lr_scheduler in _NO_WARMUP_SCHEDULERS else int(self.run.warmup_steps or 0)
+        self.warmup = 0 if o.aioli_probe_warmup else max(0, warmup)
         self.start = max(self.prior_steps, self.warmup)  # step of the first round
         if self.prior is not None and np.any(self.prior == 0) and self.base_rule == "prior":
             warnings.warn("--aioli_prior has zero entries and --aioli_base prior: Aioli's multiplicative updates "
@@ -260,7 +304,7 @@ class AioliMethod(MixingMethod):
         self.weights = np.full(k, 1.0 / k) if self.prior is None else self.prior.copy()
         self.skillit = None
         if self.graph_path is not None:
-            self.skillit = self._skillit_init(args)
+            self.skillit = self._skillit_init(o)
             self.weights = self.skillit.weights.copy()
 
         # round geometry
@@ -296,17 +340,16 @@ class AioliMethod(MixingMethod):
         self._probes: dict = {}  # cache of the probe mixtures of round r; derived, not state
         self._step = 0
 
-    def _skillit_init(self, args) -> SkillitSchedule:
-        g = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    def _skillit_init(self, o: AioliOptions) -> SkillitSchedule:
         if self.prior is not None:
             raise UsageError("--aioli with --graph_path uses Skill-it during the prior phase; drop --aioli_prior "
                              "(or drop --graph_path to train on the prior)")
         if self.prior_steps < 1:
             raise UsageError("--aioli --graph_path: give --prior_steps N >= 1, the length of the Skill-it phase")
-        if g("skillit_eta") is None or g("skillit_update_steps") is None:
+        if o.skillit_eta is None or o.skillit_update_steps is None:
             raise UsageError("--aioli --graph_path: --skillit_eta and --skillit_update_steps are required "
                              "(the Skill-it initialisation's step size and round length, e.g. 0.2 and 500)")
-        eta, every, window = float(g("skillit_eta")), int(g("skillit_update_steps")), int(g("skillit_window", 3))
+        eta, every, window = float(o.skillit_eta), int(o.skillit_update_steps), int(o.skillit_window)
         if not math.isfinite(eta) or eta < 0 or every < 1 or window < 1:
             raise UsageError(f"--skillit_eta {eta} must be >= 0, --skillit_update_steps {every} and "
                              f"--skillit_window {window} >= 1")

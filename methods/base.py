@@ -20,12 +20,14 @@ run resumed from any step follows the identical trajectory.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from errors import UsageError
+from options import from_namespace, option
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,38 @@ class StepContext:
     lr: float = 0.0
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a method that has none (the static mixture)."""
+
+
+@dataclass(frozen=True)
+class RoundOptions:
+    """Round-based methods (Aioli, Skill-it): how often the mixture is updated and by how much."""
+
+    update_steps: Optional[int] = option(None, "round length in steps (Aioli, Skill-it)")
+    eta: Optional[float] = option(None, "exponentiated-gradient step size (Aioli, Skill-it)")
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What a method may know about the run besides its own options (all from the run's flags)."""
+
+    seed: int = 0  # --selection_seed
+    batch_size: Optional[int] = None  # rows per optimizer update
+    gradient_accumulation_steps: int = 1
+    log_every: int = 10  # spacing of the methods' trajectories
+    break_steps: Optional[int] = None  # end of the analysis window of a dynamic sweep's parent
+    warmup_steps: int = 0
+    lr_scheduler: str = "linear"
+
+    @classmethod
+    def from_namespace(cls, namespace):
+        seed = getattr(namespace, "selection_seed", 0)
+        facts = from_namespace(cls, namespace)
+        return dataclasses.replace(facts, seed=int(seed or 0))
+
+
 def normalize_weights(values, k: int, what: str) -> np.ndarray:
     """Validate and normalize a user-given mixture; `what` names the flag or file for the error."""
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -93,21 +127,31 @@ def mean_token_loss(model, batch, ctx: StepContext):
 class MixingMethod:
     """Base class: a static mixture given at construction. Subclasses override what they need.
 
-    Constructed as `cls(groups, args, total_steps)`, where `args` is the parsed command line (an
-    argparse Namespace; read only the flags the method owns) and `total_steps` the number of optimizer
-    updates of the run. Validate flags in `__init__` and raise `UsageError` with a fix.
+    Constructed as `cls(groups, options, total_steps, run, initial_weights)`: `options` is an instance
+    of the class's `Options` (a frozen dataclass whose fields are the method's flags, declared in the
+    method's file with `options.option`), `run` the RunFacts, `total_steps` the number of optimizer
+    updates. Validate in `__init__` and raise `UsageError` naming the flag and the fix.
     """
 
     name = "static"
+    Options = NoOptions
 
-    def __init__(self, groups: list, args: Any, total_steps: int, initial_weights: Optional[np.ndarray] = None):
+    def __init__(self, groups: list, options: Any = None, total_steps: int = 0, run: Optional[RunFacts] = None,
+                 initial_weights: Optional[np.ndarray] = None):
         self.groups = list(groups)
         self.k = len(self.groups)
-        self.args = args
+        self.options = self.Options() if options is None else options
+        self.run = RunFacts() if run is None else run
         self.total_steps = int(total_steps)
-        self.seed = int(getattr(args, "selection_seed", 0) or 0)
+        self.seed = self.run.seed
         w = np.full(self.k, 1.0 / self.k) if initial_weights is None else np.asarray(initial_weights, float)
         self.weights = w / w.sum()
+
+    @classmethod
+    def from_args(cls, groups: list, namespace: Any, total_steps: int, initial_weights: Optional[np.ndarray] = None):
+        """The method built from a parsed command line: its Options and the RunFacts are read from it."""
+        return cls(groups, from_namespace(cls.Options, namespace), total_steps, RunFacts.from_namespace(namespace),
+                   initial_weights=initial_weights)
 
     # -- what the loop asks -------------------------------------------------------------------
     def mixture(self, step: int) -> Mixture:

@@ -1,12 +1,11 @@
-"""DoGE (Fan et al. 2024) as the paper's code ran it, minus its defects.
+"""DoGE (Fan et al. 2024); where it differs from the paper's code: docs/deviations.md.
 
 The proxy run samples its batches from a fixed mixture (stratified = uniform, the paper's setting) and
 learns domain weights w (start 1/k) by gradient alignment. Per step s:
 - l_j = mean token loss of group j's sequences in the train batch (groups present in it);
 - l_val = mean token loss of a validation batch of --doge_val_batch_size windows drawn by the run's
   `val_batch(n, s)` service: stratified over the groups, so the target is the uniform mixture of the
-  groups (the paper drew from the concatenated validation set, so its target followed the val-set
-  sizes: defect 9);
+  groups;
 - g_j = grad l_j, g_val = grad l_val (torch.autograd.grad, flat float32 vectors on the run's device),
   each clipped to norm 1 as in the paper;
 - score_j = lr_s <g_j, g_val> / (mean_j |g_j| + 1e-6), clipped to [0, 5 lr_s] (lr_s = the learning rate
@@ -20,8 +19,7 @@ learns domain weights w (start 1/k) by gradient alignment. Per step s:
 Analysis window (the last --doge_break_step_average steps before --break_steps, or before the end):
 the validation gradient of each group i is computed too (k more backward passes) and the k x k matrix
 matrix[i][j] = <g_val,i, g_j> is recorded (rows = validation group, columns = trained group; 0 where a
-group is missing from a batch). The score still uses the mixed g_val (the paper's analysis mode
-averaged over the train axis: defect 9).
+group is missing from a batch). The score still uses the mixed g_val.
 
 Gradient accumulation cannot be honoured (the per-group gradients need the whole batch at once), so
 --gradient_accumulation_steps > 1 is refused. Without --doge_val_batch_size the validation batch has
@@ -34,14 +32,24 @@ update), "weights" (after), "scores", "matrix"}; `trajectory` = every --log_ever
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 
 from errors import UsageError
 from methods.base import MixingMethod
-from methods.doremi import analysis_window, as_dict, require_positive
+from methods.doremi import AnalysisWindowOptions, analysis_window, as_dict, require_positive
+from options import option
+
+
+@dataclass(frozen=True)
+class DogeOptions(AnalysisWindowOptions):
+    """DoGE's proxy run."""
+
+    doge_mu: float = option(0.01, "DoGE temperature")
+    doge_val_batch_size: Optional[int] = option(None, "validation windows per DoGE step (default: --batch_size)")
 
 ORIENTATION = "rows = validation (evaluated) group, columns = trained group"
 SCORE_EPS = 1e-6
@@ -73,24 +81,25 @@ class DogeMethod(MixingMethod):
     --doge_break_step_average (analysis window), --log_every (spacing of `trajectory`)."""
 
     name = "doge"
+    Options = DogeOptions
 
-    def __init__(self, groups: list, args: Any, total_steps: int, initial_weights: Optional[np.ndarray] = None):
-        super().__init__(groups, args, total_steps, initial_weights=initial_weights)  # sampling mixture
-        who = "--doge"
-        accum = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
+    def __init__(self, groups: list, options: DogeOptions = None, total_steps: int = 0, run=None,
+                 initial_weights: Optional[np.ndarray] = None):
+        super().__init__(groups, options, total_steps, run, initial_weights=initial_weights)  # sampling mixture
+        who, o = "--doge", self.options
+        accum = int(self.run.gradient_accumulation_steps or 1)
         if accum > 1:
             raise UsageError(f"{who}: --gradient_accumulation_steps {accum} is not supported: DoGE computes one "
                              "gradient per group on the whole batch; use --gradient_accumulation_steps 1 (lower "
                              "--batch_size if memory is short)")
-        self.mu = require_positive(getattr(args, "doge_mu", 0.01), "--doge_mu", who, allow_zero=False)
-        val_bs = getattr(args, "doge_val_batch_size", None)
-        val_bs = getattr(args, "batch_size", None) if val_bs is None else val_bs
+        self.mu = require_positive(o.doge_mu, "--doge_mu", who, allow_zero=False)
+        val_bs = self.run.batch_size if o.doge_val_batch_size is None else o.doge_val_batch_size
         if val_bs is None or int(val_bs) < 1:
             raise UsageError(f"{who}: --doge_val_batch_size must be a positive number of validation windows "
                              "(the paper's scripts: 2 for two groups, 4 otherwise)")
         self.val_batch_size = int(val_bs)
-        self.log_every = max(1, int(getattr(args, "log_every", 10) or 10))
-        self.window = analysis_window(args, self.total_steps)
+        self.log_every = max(1, int(self.run.log_every or 10))
+        self.window = analysis_window(o, self.run, self.total_steps)
         self.log_weights = np.full(self.k, -np.log(self.k))
         self.scores = np.zeros(self.k)
         self.weight_sum = np.zeros(self.k)

@@ -1,4 +1,4 @@
-"""DoReMi (Xie et al. 2023) as the paper's code ran it, minus its defects.
+"""DoReMi (Xie et al. 2023); where it differs from the paper's code: docs/deviations.md.
 
 The proxy run samples its batches from a fixed mixture q (stratified = uniform, the paper's setting;
 --proportions is honoured) and keeps domain weights w (start 1/k) that it learns online.
@@ -17,7 +17,7 @@ an unbiased estimate of sum_j w_j E_j[loss] (E[n_j / N] = q_j), equal to sum_j w
 batch holds each group in proportion q (always the case for stratified batches whose size k divides:
 the sampler's exact largest-remainder composition). Being a token mean, it splits over micro-batches
 exactly as the loop's share scaling assumes, so gradient accumulation gives the same update as one
-big batch (the paper's code dropped every micro-batch but the last: defect 8).
+big batch.
 
 Gradient accumulation and timing. Every micro-batch of step s is weighted with the same w (the one in
 force when the step started); the losses of all micro-batches are accumulated and w is updated once,
@@ -37,22 +37,41 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 
 from errors import UsageError
-from methods.base import MixingMethod
+from methods.base import MixingMethod, RunFacts
+from options import option
 
 SMOOTHING = 1e-3  # the paper's mixing with uniform after every update
 
 
-def analysis_window(args: Any, total_steps: int) -> tuple:
+@dataclass(frozen=True)
+class AnalysisWindowOptions:
+    """DoReMi and DoGE keep their full per-step measurements over a window, for the parameter analysis."""
+
+    doge_break_step_average: int = option(5, "steps before --break_steps whose full matrices are recorded "
+                                          "(analysis)")
+
+
+@dataclass(frozen=True)
+class DoremiOptions(AnalysisWindowOptions):
+    """DoReMi's proxy run; --doremi_reference_model_path is required."""
+
+    doremi_reference_model_path: Optional[str] = option(
+        None, "reference model: a run directory saved with --save_model, or its model/ folder")
+    doremi_mu: float = option(1.0, "DoReMi step size")
+
+
+def analysis_window(options: AnalysisWindowOptions, run: RunFacts, total_steps: int) -> tuple:
     """[start, end): the steps whose measurements are kept in full for the parameter analysis."""
-    end = getattr(args, "break_steps", None)
+    end = run.break_steps
     end = int(total_steps) if end is None or int(end) > total_steps else int(end)
-    n = max(0, int(getattr(args, "doge_break_step_average", 5) or 0))
+    n = max(0, int(options.doge_break_step_average or 0))
     return max(0, end - n), end
 
 
@@ -81,12 +100,14 @@ class DoremiMethod(MixingMethod):
     --doge_break_step_average (steps kept in `history`), --log_every (spacing of `trajectory`)."""
 
     name = "doremi"
+    Options = DoremiOptions
 
-    def __init__(self, groups: list, args: Any, total_steps: int, initial_weights: Optional[np.ndarray] = None):
+    def __init__(self, groups: list, options: DoremiOptions = None, total_steps: int = 0, run=None,
+                 initial_weights: Optional[np.ndarray] = None):
         # self.weights (the base class's) is the sampling mixture q, uniform unless given.
-        super().__init__(groups, args, total_steps, initial_weights=initial_weights)
+        super().__init__(groups, options, total_steps, run, initial_weights=initial_weights)
         who = "--doremi"
-        path = getattr(args, "doremi_reference_model_path", None)
+        path = self.options.doremi_reference_model_path
         if not path:
             raise UsageError(f"{who}: --doremi_reference_model_path is required: train the reference first, a "
                              "stratified run of the same model with --save_model (e.g. scripts/<setting>/"
@@ -98,9 +119,9 @@ class DoremiMethod(MixingMethod):
             raise UsageError(f"{who}: --doremi_reference_model_path {path} holds no saved model (no config.json "
                              "in it or in its model/ folder); rerun the reference with --save_model")
         self.reference_path = str(path)
-        self.mu = require_positive(getattr(args, "doremi_mu", 1.0), "--doremi_mu", who)
-        self.log_every = max(1, int(getattr(args, "log_every", 10) or 10))
-        self.window = analysis_window(args, self.total_steps)
+        self.mu = require_positive(self.options.doremi_mu, "--doremi_mu", who)
+        self.log_every = max(1, int(self.run.log_every or 10))
+        self.window = analysis_window(self.options, self.run, self.total_steps)
         self.domain_weights = np.full(self.k, 1.0 / self.k)
         self.excess = np.zeros(self.k)
         self.weight_sum = np.zeros(self.k)

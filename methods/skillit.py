@@ -19,13 +19,29 @@ pure update is `skillit_weights`.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from errors import UsageError
-from methods.base import MixingMethod, Mixture
+from methods.base import MixingMethod, Mixture, RoundOptions
 from methods.graphs import CANONICAL, load_graph
+from options import option
+
+
+@dataclass(frozen=True)
+class SkillitGraphOptions:
+    """The skills graph and the loss window (Skill-it, and Aioli's Skill-it initialisation)."""
+
+    graph_path: Optional[str] = option(None, "skills graph (.json or .npy)")
+    skillit_window: int = option(3, "recent val-loss vectors summed per update")
+
+
+@dataclass(frozen=True)
+class SkillitOptions(SkillitGraphOptions, RoundOptions):
+    """Skill-it: --update_steps (steps between updates) and --eta (the paper: 0.2) are required; its other
+    flags are --graph_path and --skillit_window above."""
 
 
 def preprocess_graph(graph) -> np.ndarray:
@@ -137,20 +153,22 @@ class SkillitMethod(MixingMethod):
     "settings", "updates": [{"step", "loss_sum" (null at step 0), "weights"}]}."""
 
     name = "skillit"
+    Options = SkillitOptions
 
-    def __init__(self, groups: list, args: Any, total_steps: int, initial_weights: Optional[np.ndarray] = None):
-        super().__init__(groups, args, total_steps)
-        who = "--skillit"
-        update_steps = getattr(args, "update_steps", None)
+    def __init__(self, groups: list, options: SkillitOptions = None, total_steps: int = 0, run=None,
+                 initial_weights: Optional[np.ndarray] = None):
+        super().__init__(groups, options, total_steps, run)
+        who, o = "--skillit", self.options
+        update_steps = o.update_steps
         if update_steps is None:
             raise UsageError(f"{who}: --update_steps is required (steps between updates; the paper uses 500)")
         if int(update_steps) < 1:
             raise UsageError(f"{who}: --update_steps must be >= 1, got {update_steps}")
-        eta = _require_finite(getattr(args, "eta", None), "--eta", who, "the paper uses 0.2")
-        window = int(getattr(args, "skillit_window", 3) or 0)
+        eta = _require_finite(o.eta, "--eta", who, "the paper uses 0.2")
+        window = int(o.skillit_window or 0)
         if window < 1:
             raise UsageError(f"{who}: --skillit_window must be >= 1, got {window}")
-        self.graph_path = getattr(args, "graph_path", None)
+        self.graph_path = o.graph_path
         self.graph = load_skillit_graph(self.graph_path, self.groups)
         self.schedule = SkillitSchedule(self.graph, eta, int(update_steps), window, self.total_steps)
         self.weights = self.schedule.weights.copy()

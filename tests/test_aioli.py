@@ -23,7 +23,7 @@ PAPER = ["--warmup_steps", "0", "--aioli_objective", "loss", "--aioli_noise_z", 
 
 def make(argv, k=3, total=400):
     args = build_parser().parse_args(["--aioli", *PAPER, *argv])
-    return AioliMethod([f"g{i}" for i in range(k)], args, total)
+    return AioliMethod.from_args([f"g{i}" for i in range(k)], args, total)
 
 
 def drive(m, A_true, L, start, stop, noise=None, traj=None):
@@ -153,7 +153,7 @@ def test_probe_mixtures_exact(k, ohf):
 
 def test_probe_batches_with_sampler():
     """The realised probe batches for k=7, ohf 0.75, B=8: lp_steps full batches, every group within one
-    window of q*B (defect 4 of the paper's code: wrong focal share and fewer batches)."""
+    window of q*B (the paper's block rule gave the wrong focal share and fewer batches)."""
     sampler = pytest.importorskip("data.sampler")
     k, ohf, B, lp_steps, L = 7, 0.75, 8, 10, 16
     sources = {f"g{g}": np.full(400 * L, g, dtype=np.uint16) for g in range(k)}  # token id = group
@@ -355,14 +355,14 @@ def test_probe_extras_are_not_biased_to_low_indices():
 
 def test_no_probes_inside_the_warmup_by_default():
     args = ["--eta", "1", "--update_steps", "50", "--lp_steps", "2", "--one_hot_factor", "0.6"]
-    m = AioliMethod(["a", "b", "c"], build_parser().parse_args(["--aioli", *args, "--warmup_steps", "30"]), 200)
+    m = AioliMethod.from_args(["a", "b", "c"], build_parser().parse_args(["--aioli", *args, "--warmup_steps", "30"]), 200)
     assert not any(m.wants_eval(s) for s in range(30)) and m.wants_eval(30)
     assert all(not m.mixture(s).exact and np.allclose(m.mixture(s).weights, 1 / 3) for s in range(30))
     assert m.mixture(30).exact and m.artifacts()["aioli.json"]["settings"]["first_round_step"] == 30
-    paper = AioliMethod(["a", "b", "c"], build_parser().parse_args(
+    paper = AioliMethod.from_args(["a", "b", "c"], build_parser().parse_args(
         ["--aioli", *args, "--warmup_steps", "30", "--aioli_probe_warmup"]), 200)
     assert paper.wants_eval(0) and paper.mixture(0).exact
-    no_warmup = AioliMethod(["a", "b", "c"], build_parser().parse_args(
+    no_warmup = AioliMethod.from_args(["a", "b", "c"], build_parser().parse_args(
         ["--aioli", *args, "--warmup_steps", "30", "--lr_scheduler", "cosine"]), 200)  # cosine: no warmup
     assert no_warmup.wants_eval(0)
 

@@ -79,7 +79,7 @@ def test_flags():
     with pytest.raises(UsageError, match="--doge_mu"):
         make("--doge_mu", "0")
     args = build_parser().parse_args(["--doge", "--batch_size", "6"])
-    assert DogeMethod(GROUPS, args, 10).val_batch_size == 6  # default: --batch_size
+    assert DogeMethod.from_args(GROUPS, args, 10).val_batch_size == 6  # default: --batch_size
     with pytest.raises(UsageError, match="gradient accumulation"):
         make().training_loss(tiny_model(), make_batch([0, 1], np.random.default_rng(0)), context(0, val_of([1]), 2))
 
@@ -169,4 +169,4 @@ def test_determinism_state_round_trip_and_resume():
     assert c.state_dict() == a.state_dict()
     assert c.artifacts() == a.artifacts()
     with pytest.raises(UsageError, match="groups"):
-        DogeMethod(["x", "y"], a.args, 5).load_state_dict(state)
+        DogeMethod(["x", "y"], a.options, 5, a.run).load_state_dict(state)

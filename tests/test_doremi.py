@@ -91,13 +91,13 @@ def run_steps(method, model, opt, reference, rng, start, stop, seen=None):
 def test_missing_reference_is_a_usage_error(tmp_path):
     args = build_parser().parse_args(["--doremi"])
     with pytest.raises(UsageError, match="--doremi_reference_model_path.*--save_model"):
-        DoremiMethod(GROUPS, args, 10)
+        DoremiMethod.from_args(GROUPS, args, 10)
     args = build_parser().parse_args(["--doremi", "--doremi_reference_model_path", str(tmp_path / "nope")])
     with pytest.raises(UsageError, match="does not exist"):
-        DoremiMethod(GROUPS, args, 10)
+        DoremiMethod.from_args(GROUPS, args, 10)
     args = build_parser().parse_args(["--doremi", "--doremi_reference_model_path", str(tmp_path)])
     with pytest.raises(UsageError, match="no saved model.*--save_model"):  # caught before any output is written
-        DoremiMethod(GROUPS, args, 10)
+        DoremiMethod.from_args(GROUPS, args, 10)
     with pytest.raises(UsageError, match="--doremi_mu"):
         make(tmp_path, "--doremi_mu", "-1")
 
@@ -238,4 +238,4 @@ def test_determinism_state_round_trip_and_resume(tmp_path, reference_b):
     assert c.state_dict() == a.state_dict()
     assert c.artifacts() == a.artifacts()
     with pytest.raises(UsageError, match="groups"):
-        DoremiMethod(["x", "y"], a.args, 10).load_state_dict(state)
+        DoremiMethod(["x", "y"], a.options, 10, a.run).load_state_dict(state)

@@ -175,7 +175,7 @@ def test_diverging_loss_stops_with_one_line_and_keeps_checkpoints(tiny_shards, t
     argv = paper_flags(tiny_shards, str(tmp_path / "o"), "--max_steps", "30", "--lr", "1e6", "--lr_scheduler",
                        "constant", "--log_every", "1", "--checkpoint_every", "1", "--run_name", "nan")
     code, err = _main_in_process(argv, capsys)
-    assert code == 2 and len(err) == 1 and "loss became nan" in err[0], err
+    assert code == 3 and len(err) == 1 and "loss became nan" in err[0], err
     assert not os.path.exists(tmp_path / "o" / "nan" / "results.json")
     for name in os.listdir(tmp_path / "o" / "nan" / "checkpoints"):  # only steps before the divergence
         assert int(name.split("_")[1]) < int(err[0].split("at step ")[1].split(";")[0])
@@ -185,5 +185,5 @@ def test_diverging_loss_before_break_saves_no_parent_state(tiny_shards, tmp_path
     argv = paper_flags(tiny_shards, str(tmp_path / "o"), "--max_steps", "40", "--break_steps", "30", "--lr", "1e6",
                        "--lr_scheduler", "constant", "--log_every", "100", "--run_name", "nan")
     code, err = _main_in_process(argv, capsys)
-    assert code == 2 and len(err) == 1 and "loss became nan" in err[0], err
+    assert code == 3 and len(err) == 1 and "loss became nan" in err[0], err
     assert not os.path.exists(tmp_path / "o" / "nan" / "checkpoints"), "a diverged parent state was saved"

@@ -14,7 +14,7 @@ GROUPS = ["arxiv", "book", "stackexchange"]
 
 
 def make(argv, groups=GROUPS, total=100):
-    return SkillitMethod(list(groups), build_parser().parse_args(["--skillit", *argv]), total)
+    return SkillitMethod.from_args(list(groups), build_parser().parse_args(["--skillit", *argv]), total)
 
 
 def drive(m, start, stop, L, traj):

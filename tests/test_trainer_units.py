@@ -139,7 +139,9 @@ def test_proportions_file_forms(tmp_path):
 
 
 def test_run_names_unique_and_resumable(tmp_path):
-    config = {"task_name": "slimpj", "method": "aioli", "groups": ["arxiv", "book"], "selection_seed": 0, "lr": 1e-3}
+    identity = {"task_name": "slimpj", "method": "aioli", "groups": ["arxiv", "book"], "lr": 1e-3}
+    config = {"task_name": "slimpj", "method": "aioli", "groups": ["arxiv", "book"], "selection_seed": 0,
+              "identity": identity}
     base = run_base_name(config)
     assert base.startswith("slimpj-aioli-arxiv+book-seed0-")
     first = resolve_run_dir(str(tmp_path), config, None, resume=False)
@@ -148,9 +150,9 @@ def test_run_names_unique_and_resumable(tmp_path):
     second = resolve_run_dir(str(tmp_path), config, None, resume=False)
     assert second == first + "-2"
     assert resolve_run_dir(str(tmp_path), config, None, resume=True) == first
-    assert run_base_name(dict(config, lr=2e-3)) != base
+    assert run_base_name(dict(config, identity=dict(identity, lr=2e-3))) != base
     with pytest.raises(UsageError, match="--resume"):
-        resolve_run_dir(str(tmp_path), dict(config, lr=5.0), None, resume=True)
+        resolve_run_dir(str(tmp_path), dict(config, identity=dict(identity, lr=5.0)), None, resume=True)
 
 
 def test_metrics_truncation_drops_torn_and_later_lines(tmp_path):
@@ -162,3 +164,24 @@ def test_metrics_truncation_drops_torn_and_later_lines(tmp_path):
     log.truncate_after(20)
     lines = [json.loads(x) for x in open(log.path)]
     assert [x["step"] for x in lines] == [10, 20]
+
+
+def test_run_identity_holds_only_the_flags_the_run_uses():
+    """A run's automatic name hashes its identity: flags at their defaults and other methods' flags are
+    not in it, so adding a flag (or giving one of another method) never renames a run."""
+    from trainer.config import resolve, run_identity
+
+    def identity(*argv):
+        args, _ = resolve(["--max_steps", "10", "--slice_list", "book", "github", *argv])
+        return run_identity(args, ["book", "github"], [0.5, 0.5])
+
+    plain = identity()
+    assert plain["method"] == "static" and "lr" in plain  # the demo's lr differs from the parser's default
+    assert "lp_rounds" not in plain and "doge_mu" not in plain
+    assert identity("--lp_rounds", "3", "--doge_mu", "0.5") == plain  # other methods' flags: unused here
+    assert identity("--gradient_accumulation_steps", "1") == plain  # an explicit default
+    assert identity("--log_every", "3", "--output_dir", "elsewhere") == plain  # logging only
+    assert identity("--lr", "1e-3") != plain
+    aioli = identity("--aioli", "--lp_rounds", "3")
+    assert aioli["method"] == "aioli" and aioli["lp_rounds"] == 3 and "doge_mu" not in aioli
+    assert identity("--aioli", "--lp_rounds", "3", "--doge_mu", "0.5") == aioli

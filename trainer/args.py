@@ -1,11 +1,15 @@
 """The command line of `main.py`: every flag of the paper's parser (same names, types, defaults and
-meanings) minus its defects, plus what a user expects.
+meanings; where we differ: docs/deviations.md), plus what a user expects.
 
-Flags are grouped by concern. Validation that needs more than argparse lives in `trainer/config.py`.
+Flags are grouped by concern; each method's flags are generated from the `Options` dataclass in its own
+file (methods/). Validation that needs more than argparse lives in `trainer/config.py` and the methods.
 """
 import argparse
+import dataclasses
 
 from errors import OneLineArgumentParser
+from methods import method_classes
+from options import add_options
 
 METHOD_FLAGS = ("aioli", "skillit", "doremi", "doge")
 
@@ -112,61 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="JSON mixture: a list, {group: weight}, or any learned-weights file of this project")
     for flag in METHOD_FLAGS:
         mix.add_argument(f"--{flag}", action="store_true", help=f"same as --method {flag}")
-    mix.add_argument("--update_steps", type=int, default=None, help="round length in steps (Aioli, Skill-it)")
-    mix.add_argument("--eta", type=float, default=None, help="exponentiated-gradient step size (Aioli, Skill-it)")
-
-    aioli = p.add_argument_group("Aioli")
-    aioli.add_argument("--lp_rounds", type=int, default=1, help="random orders of the k probes per LearnParams")
-    aioli.add_argument("--lp_steps", type=int, default=5, help="training steps per probe mixture")
-    aioli.add_argument("--one_hot_factor", type=float, default=1.0,
-                       help="focal group's share in a probe mixture; the others split the rest evenly")
-    aioli.add_argument("--aioli_normalize_A", action="store_true",
-                       help="shift A by its minimum when negative, then divide by its sum")
-    aioli.add_argument("--ema", type=float, default=None, help="EMA weight on the history of A")
-    aioli.add_argument("--aioli_diagonal", action="store_true", help="keep only A_ii = D_ii / one_hot_factor")
-    aioli.add_argument("--aioli_static", action="store_true",
-                       help="one LearnParams at the start, then a fixed mixture (the paper's 'Aioli static')")
-    aioli.add_argument("--aioli_prior", type=float, nargs="+", default=None,
-                       help="restricted setting: static mixture for the first --prior_steps steps")
-    aioli.add_argument("--prior_steps", type=int, default=None, help="length of the prior phase in steps")
-    aioli.add_argument("--lp_eval_samples", type=int, default=None,
-                       help="windows per group in the probe evaluations (default: all, as in the paper)")
-    aioli.add_argument("--aioli_objective", choices=["loss", "perplexity"], default="perplexity",
-                       help="what the update descends: loss = the sum of group losses (the paper's); perplexity "
-                       "= the mean of group perplexities, the reported metric (each group's row of A weighted "
-                       "by its perplexity)")
-    aioli.add_argument("--aioli_trend", type=int, choices=[0, 1, 2], default=1,
-                       help="degree of the polynomial in probe position fitted with A to the probes' loss drops, "
-                       "so that a drift over the LearnParams is not credited to the group probed then (0: the "
-                       "paper's un-mixing)")
-    aioli.add_argument("--aioli_noise_z", type=float, default=1.0,
-                       help="noise gate: a group's centred score moves p by max(0, 1 - (z/t)^2) of itself, t = "
-                       "the score / its standard error from the fit's residuals (0 = off, the paper's)")
-    aioli.add_argument("--aioli_probe_order", choices=["random", "antithetic"], default="antithetic",
-                       help="antithetic: one order per round, run forwards and backwards in the Thue-Morse "
-                       "pattern (+ - - + ...), so a linear drift of the loss drops over the LearnParams falls on "
-                       "every group alike; random: a new order per repeat (the paper's)")
-    aioli.add_argument("--aioli_base", choices=["prior", "uniform"], default="uniform",
-                       help="what the first update multiplies (with --ema, every update): uniform (as the "
-                       "paper's code did) or the prior / Skill-it mixture")
-    aioli.add_argument("--aioli_probe_warmup", action="store_true",
-                       help="allow LearnParams inside the learning-rate warmup (the paper's behaviour); by default "
-                       "the first round starts after --warmup_steps")
-    aioli.add_argument("--skillit_eta", type=float, default=None, help="eta of the Skill-it initialisation")
-    aioli.add_argument("--skillit_update_steps", type=int, default=None, help="round length of the Skill-it initialisation")
-
-    skill = p.add_argument_group("Skill-it")
-    skill.add_argument("--skillit_window", type=int, default=3, help="recent val-loss vectors summed per update")
-    skill.add_argument("--graph_path", type=str, default=None, help="skills graph (.json or .npy)")
-
-    dro = p.add_argument_group("DoReMi / DoGE")
-    dro.add_argument("--doremi_reference_model_path", type=str, default=None,
-                     help="reference model: a run directory saved with --save_model, or its model/ folder")
-    dro.add_argument("--doremi_mu", type=float, default=1.0, help="DoReMi step size")
-    dro.add_argument("--doge_mu", type=float, default=0.01, help="DoGE temperature")
-    dro.add_argument("--doge_val_batch_size", type=int, default=None, help="validation windows per DoGE step")
-    dro.add_argument("--doge_break_step_average", type=int, default=5,
-                     help="steps before --break_steps whose full matrices are recorded (analysis)")
+    seen = {}  # flag -> its declaration: options shared by two methods are added once
+    for name, cls in method_classes().items():
+        if dataclasses.fields(cls.Options):
+            add_options(p.add_argument_group(f"--{name}", cls.Options.__doc__), cls.Options, seen)
 
     run = p.add_argument_group("outputs, checkpoints and resume")
     run.add_argument("--output_dir", type=str, default="./output/")

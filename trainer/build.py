@@ -13,6 +13,7 @@ from methods import build_method
 from methods.base import normalize_weights
 from trainer import checkpoint as ckpt
 from trainer.data_setup import build_data
+from trainer.config import run_identity
 from trainer.evaluation import Evaluator, num_rows
 from trainer.loop import Trainer
 from trainer.models import build_model, choose_attention, load_frozen_model
@@ -94,7 +95,7 @@ def run_config(args, groups, weights, total_steps, data_info, parent):
     import transformers
 
     config = {k: v for k, v in vars(args).items()}
-    config.update(groups=groups, initial_weights=dict(zip(groups, weights.tolist())), total_steps=total_steps,
+    config.update(identity=run_identity(args, groups, weights), groups=groups, initial_weights=dict(zip(groups, weights.tolist())), total_steps=total_steps,
                   data=data_info,
                   parent={"path": parent[0], "step": parent[1]} if parent else None,
                   versions={"torch": torch.__version__, "transformers": transformers.__version__,

@@ -4,10 +4,18 @@ Defaults that depend on the situation (the demo, the device, the method) are fil
 for flags the user did not give; every inconsistency is a UsageError naming the flag and the fix.
 """
 import argparse
+import dataclasses
 import math
 
 from errors import UsageError
+from methods import method_class, method_classes
 from trainer.args import METHOD_FLAGS, build_parser
+
+# Flags that change where or how a run is logged, not what it computes: not part of its identity.
+NOT_IN_IDENTITY = {"output_dir", "run_name", "resume", "no_progress", "wandb_project", "wandb_entity",
+                   "wandb_mode", "num_threads", "keep_checkpoints", "checkpoint_every", "log_every",
+                   "use_saved_model", "save_model", "num_proc", "instruction_cache_dir", "method", "help",
+                   *METHOD_FLAGS}
 
 # Used when no data flag is given: the embedded demo corpus and a tiny CPU model, sized so that
 # `python main.py` and `python main.py --aioli` finish in a few minutes on a laptop CPU.
@@ -139,3 +147,22 @@ def validate(args):
     for flag in ("max_eval_samples", "max_test_samples"):
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise UsageError(f"--{flag}: must be positive (omit it to evaluate all windows)")
+
+
+def run_identity(args, groups, initial_weights) -> dict:
+    """What names a run (the hash in its automatic name): task, method, groups and initial mixture, plus
+    every flag the run uses whose value differs from its default: the general flags and the chosen
+    method's own options, never another method's. Adding a flag or a method therefore never renames an
+    existing run, and an unused flag never makes two identical runs look different."""
+    own = {f.name for f in dataclasses.fields(method_class(args.method).Options)}
+    foreign = {f.name for cls in method_classes().values() for f in dataclasses.fields(cls.Options)} - own
+    identity = {"task_name": args.task_name, "method": args.method, "groups": list(groups),
+                "initial_weights": [round(float(w), 12) for w in initial_weights]}
+    for action in build_parser()._actions:
+        name = action.dest
+        if name in NOT_IN_IDENTITY or name in foreign or name in identity:
+            continue
+        value = getattr(args, name, action.default)
+        if value != action.default:
+            identity[name] = value
+    return identity

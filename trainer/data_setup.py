@@ -3,20 +3,18 @@ demo corpus, a SlimPajama tree, .jsonl files, a saved HF dataset) is prepared on
 by the input path and tokenizer (later runs find it by fingerprint and skip the work)."""
 import hashlib
 import os
-from dataclasses import dataclass
-from typing import Callable, Optional
 
+from data.bundle import DataBundle, cache_root
 from data.demo import CORPUS_DIR, TOKENIZER_PATH
+from data.instructions import build_instruction_data
+from data.prepare import detect_layout, prepare_corpus
+from data.sampler import MixtureSampler
+from data.shards import ShardSet
 from errors import UsageError
-
-
-def cache_root() -> str:
-    return os.environ.get("AIOLI_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "aioli")
+from trainer.models import bundled_config_name, is_tiny
 
 
 def default_tokenizer(args) -> str:
-    from trainer.models import bundled_config_name, is_tiny
-
     if args.tokenizer:
         return args.tokenizer
     if is_tiny(args.model_name):
@@ -29,9 +27,6 @@ def default_tokenizer(args) -> str:
 
 def open_data(path: str, args, flag: str):
     """A ShardSet for `path` (preparing raw input into the cache first)."""
-    from data.prepare import detect_layout, prepare_corpus
-    from data.shards import ShardSet
-
     if not os.path.exists(path):
         raise UsageError(f"{flag} {path}: no such file or directory")
     layout = detect_layout(path)
@@ -65,30 +60,11 @@ def open_train_and_eval(args):
     return train, evals, groups
 
 
-@dataclass
-class DataBundle:
-    """What the trainer needs from the data, whatever the task.
-
-    make_sampler(weights) -> a sampler with `set_weights`, `weights`, `next_batch(exact)`,
-        `state_dict`, `load_state_dict` (data.sampler.MixtureSampler for token shards);
-    eval_source(split, group, max_rows) -> fixed evaluation rows (see trainer.evaluation.Evaluator).
-    """
-
-    groups: list
-    vocab_size: Optional[int]
-    make_sampler: Callable
-    eval_source: Callable
-    info: dict
-
-
 def build_data(args) -> DataBundle:
     """Open (and if needed prepare) the data named by the flags; every check happens here, before
     the run directory exists."""
     if args.task_name == "instruction":  # Natural Instructions tasks: data/instructions.py
-        from data.instructions import build_instruction_data
-
-        return build_instruction_data(args)
-    from data.sampler import MixtureSampler
+        return build_instruction_data(args, default_tokenizer(args))
 
     train, evals, groups = open_train_and_eval(args)
     L = args.context_length

@@ -15,14 +15,10 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from errors import UsageError
+from errors import TrainingDiverged
 from methods.base import StepContext
 from trainer import checkpoint as ckpt
 from trainer.evaluation import summarize, token_losses
-
-
-class TrainingDiverged(UsageError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass

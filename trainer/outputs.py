@@ -12,12 +12,6 @@ import re
 
 from errors import UsageError
 
-# Flags that change where or how a run is logged, not what it computes: left out of the name's hash.
-_NOT_IN_IDENTITY = {"output_dir", "run_name", "resume", "no_progress", "wandb_project", "wandb_entity",
-                    "wandb_mode", "num_threads", "keep_checkpoints", "checkpoint_every", "log_every",
-                    "use_saved_model", "save_model", "num_proc", "instruction_cache_dir"}
-
-
 def _clean(obj):
     """JSON-safe copy: NaN/inf -> None (the JSON files must stay standard JSON)."""
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -38,12 +32,12 @@ def write_json(path, obj):
 
 
 def run_base_name(config: dict) -> str:
-    """Readable and unique per configuration: task-method-groups-seed-hash (never parsed back)."""
+    """Readable and unique per configuration: task-method-groups-seed-hash (never parsed back). The hash
+    is of `config["identity"]` (trainer.config.run_identity: the flags the run uses, defaults omitted)."""
     groups = "+".join(config["groups"])
     if len(groups) > 60:
         groups = "+".join(config["groups"][:3]) + f"+{len(config['groups']) - 3}more"
-    identity = {k: v for k, v in config.items() if k not in _NOT_IN_IDENTITY}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    digest = hashlib.sha256(json.dumps(config["identity"], sort_keys=True, default=str).encode()).hexdigest()[:6]
     name = f"{config['task_name']}-{config['method']}-{groups}-seed{config['selection_seed']}-{digest}"
     if config.get("custom_name"):
         name += f"-{config['custom_name']}"

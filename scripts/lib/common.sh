@@ -49,7 +49,7 @@ setting() {
     STEPS=5000; SEED_LIST="${SEEDS:-0 1 2 3 4}"
     FINAL_CKPTS=20; SWEEP_CKPTS=20; ONEHOT_CKPTS=40; SKILLIT_UPDATE=500
     # The paper's proxy: micro-batches of 4, accumulated 2 per update, over 10000 micro-batch
-    # "steps" of its counter (which dropped a micro-batch per update: defect 8). With correct
+    # "steps" of its counter (which dropped a micro-batch per update; docs/deviations.md). With correct
     # accumulation that is 5000 updates of 8 sequences in 2 micro-batches of 4: the same tokens,
     # micro-batch size and schedule as every other 5000-step run.
     DOREMI_PROXY=(--max_steps 5000 --batch_size 8 --gradient_accumulation_steps 2 --num_ckpts 40)
