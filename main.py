@@ -39,27 +39,19 @@ def main(argv=None):
     from trainer.config import resolve
 
     args, _ = resolve(sys.argv[1:] if argv is None else argv)
-    from trainer.build import build, open_outputs
-    from trainer.outputs import write_json
+    from trainer.build import build
 
-    trainer, run_dir, config = build(args)
-    if args.use_saved_model and os.path.isdir(os.path.join(run_dir, "model")):
-        from trainer.models import load_frozen_model
-        from trainer.outputs import MetricsLog
-
-        dtype = next(trainer.model.parameters()).dtype
-        trainer.model = load_frozen_model(run_dir, trainer.device, dtype)
-        trainer.metrics = MetricsLog(run_dir)
+    trainer, _, evaluate_only = build(args)
+    run_dir = trainer.run_dir
+    if evaluate_only:  # --use_saved_model found this configuration's saved model: evaluate it
         results = trainer.finish(status="evaluated")
     else:
-        open_outputs(trainer, run_dir, config, args)
         results = trainer.run()
         if args.save_model and results["status"] == "complete":
-            trainer.model.save_pretrained(os.path.join(run_dir, "model"))
-    write_json(os.path.join(run_dir, "results.json"), results)
-    if trainer.metrics is not None and trainer.metrics.wandb_run is not None:
-        trainer.metrics.wandb_run.finish()
-    print(f"\n{args.method} run {results['status']} at step {results['step']}: {run_dir}")
+            run_dir.save_model(trainer.model)
+    run_dir.write_results(results)
+    trainer.metrics.close()
+    print(f"\n{args.method} run {results['status']} at step {results['step']}: {run_dir.path}")
     print_table(results)
 
 

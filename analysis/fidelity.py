@@ -26,6 +26,7 @@ import os
 import numpy as np
 
 from errors import UsageError
+from methods.graphs import load_graph  # the trainer's reader: .npy/.json, groups, orientation
 
 from .common import read_json, spearman
 
@@ -104,8 +105,6 @@ def _skillit_matrices(run, data, path, groups, file_groups):
         gp = run.config.get("graph_path")
         if not gp:
             raise UsageError(f"{run.path}: no skillit.json graph and no graph_path in config.json")
-        from methods.graphs import load_graph  # the trainer's reader: .npy/.json, groups, orientation
-
         G = load_graph(gp, groups)
     hist = run.val_history()
     if not hist:

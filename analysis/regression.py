@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from errors import UsageError
+
 from .common import r2_score, spearman
 
 DEFAULT_PARAMS = {
@@ -22,8 +24,6 @@ def _lgb():
     try:
         import lightgbm
     except ImportError:
-        from errors import UsageError
-
         raise UsageError("the regression command needs LightGBM: pip install lightgbm") from None
     return lightgbm
 

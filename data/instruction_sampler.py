@@ -20,11 +20,11 @@ from typing import Optional
 
 import numpy as np
 
+from data.bundle import IGNORE
 from data.composition import BatchComposer, ComposedSampler, EpochOrder
 from data.shards import spread_indices
 from errors import UsageError
 
-IGNORE = -100
 
 
 @dataclass
@@ -87,20 +87,6 @@ def eval_arrays(ex: Examples, max_rows: Optional[int], pad_id: int) -> dict:
     return pad_rows([_row(ex, int(i)) for i in spread_indices(len(ex), max_rows)], pad_id)
 
 
-def gather_rows(sources: list, picks: list) -> dict:
-    """One right-padded batch of rows picked from several `eval_arrays` dicts (one per task, each
-    padded to its own width): picks = [(source index, row)]. For code that draws validation rows
-    across tasks (DoGE's validation batch). Padding positions get id 0, mask 0 and label -100."""
-    width = max(int(sources[g]["attention_mask"][r].sum()) for g, r in picks)
-    out = {"input_ids": np.zeros((len(picks), width), np.int64), "labels": np.full((len(picks), width), IGNORE),
-           "attention_mask": np.zeros((len(picks), width), np.int64)}
-    for i, (g, r) in enumerate(picks):
-        n = int(sources[g]["attention_mask"][r].sum())
-        for key in out:
-            out[key][i, :n] = sources[g][key][r, :n]
-    return out
-
-
 class InstructionSampler(ComposedSampler):
     """Draws padded batches from ordered `tasks` {group: Examples} (their training split).
 
@@ -142,7 +128,6 @@ class InstructionSampler(ComposedSampler):
     def examples_drawn(self) -> dict:
         return self._drawn_by_group()
 
-    windows_drawn = examples_drawn  # the window sampler's name, for code that logs either
 
     def state_dict(self) -> dict:
         """JSON-serializable; `load_state_dict` resumes the identical stream."""

@@ -21,12 +21,37 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 from data import ni_tasks
 from data.bundle import DataBundle, cache_root
 from data.instruction_sampler import InstructionSampler, eval_arrays, select_examples
 from data.tokenization import eos_id, load_tokenizer, vocab_size
 from errors import UsageError
+from options import option
+
+
+@dataclass(frozen=True)
+class InstructionOptions:
+    """With --task_name instruction: --train_data_dir is the natural-instructions checkout (or its tasks/
+    folder); --slice_list takes short names (abductivenli boolq hellaswag mathqa piqa semeval squad sst2
+    xsum, the default) or task file names without .json."""
+
+    instruction_val_size: int = option(100, "val examples per task (fewer for a task with under 2x(val+test) "
+                                       "instances)")
+    instruction_test_size: int = option(100, "test examples per task (same rule)")
+    instruction_split_seed: int = option(
+        0, "seed of the val/test/train split and of the answer chosen among several outputs (independent of "
+        "--selection_seed, so every run is evaluated on the same examples)")
+    instruction_cache_dir: Optional[str] = option(
+        None, "where splits (JSON) and tokenized examples (.npz) are cached (default: "
+        "$AIOLI_CACHE_DIR/instructions/<hash of tokenizer and split flags>)")
+    train_on_prompt: bool = option(False, "train on prompt and answer tokens (the paper's training loss, minus "
+                                   "padding); default: answer tokens only. Evaluation always scores answer tokens "
+                                   "only")
+    truncate_left: bool = option(False, "cut examples longer than --context_length from the left (prompt first) "
+                                 "instead of dropping them")
 
 
 def load_tokenizer_for(args, spec):
@@ -58,18 +83,17 @@ def _auto_tokenizer(spec):
     return getattr(auto, "backend_tokenizer", None)
 
 
-def _cache_dir(args, tokenizer_sha, seed, val_size, test_size) -> str:
-    if getattr(args, "instruction_cache_dir", None):
-        return args.instruction_cache_dir
+def _cache_dir(options: InstructionOptions, tokenizer_sha, seed, val_size, test_size) -> str:
+    if options.instruction_cache_dir:
+        return options.instruction_cache_dir
     key = json.dumps([ni_tasks.FORMAT_VERSION, tokenizer_sha, seed, val_size, test_size, ni_tasks.TEMPLATE])
     return os.path.join(cache_root(), "instructions", hashlib.sha256(key.encode()).hexdigest()[:12])
 
 
-def load_tasks(args, tokenizer, tokenizer_sha):
+def load_tasks(args, options: InstructionOptions, tokenizer, tokenizer_sha):
     """([TaskData], task dir, cache dir) for the flags; every missing file is a UsageError."""
-    val_size = int(getattr(args, "instruction_val_size", 100))
-    test_size = int(getattr(args, "instruction_test_size", 100))
-    seed = int(getattr(args, "instruction_split_seed", 0))
+    val_size, test_size = int(options.instruction_val_size), int(options.instruction_test_size)
+    seed = int(options.instruction_split_seed)
     for flag, value in (("--instruction_val_size", val_size), ("--instruction_test_size", test_size)):
         if value < 1:
             raise UsageError(f"{flag} {value}: must be at least 1 (methods and results need val and test examples)")
@@ -79,24 +103,25 @@ def load_tasks(args, tokenizer, tokenizer_sha):
     found = ni_tasks.resolve_tasks(task_dir, names, default_used)
     if args.k is not None and args.k != len(found):
         raise UsageError(f"--k {args.k} does not match the {len(found)} tasks of --slice_list")
-    cache_dir = _cache_dir(args, tokenizer_sha, seed, val_size, test_size)
+    cache_dir = _cache_dir(options, tokenizer_sha, seed, val_size, test_size)
     tasks = [ni_tasks.load_or_build(group, stem, path, tokenizer, tokenizer_sha, cache_dir, seed, val_size, test_size)
              for group, stem, path in found]
     return tasks, task_dir, cache_dir
 
 
-def build_instruction_data(args, tokenizer_spec=None):
+def build_instruction_data(args, tokenizer_spec=None, options: InstructionOptions = InstructionOptions()):
     """The DataBundle of an instruction-task run (checks everything before the run directory exists).
-    tokenizer_spec: the tokenizer to use (the trainer passes --tokenizer or the model's own); default
-    --tokenizer."""
+    args: the general data flags (--train_data_dir, --slice_list, --k, --context_length, --batch_size,
+    --selection_seed, --sampling, --tokenizer, --model_name); tokenizer_spec: the tokenizer to use (the
+    trainer passes --tokenizer or the model's own; default --tokenizer)."""
     spec = tokenizer_spec or args.tokenizer
     if not spec:
         raise UsageError("--task_name instruction: pass --tokenizer (a tokenizer.json or a model directory)")
     tokenizer, spec, tokenizer_sha = load_tokenizer_for(args, spec)
     pad = eos_id(tokenizer)
-    tasks, task_dir, cache_dir = load_tasks(args, tokenizer, tokenizer_sha)
+    tasks, task_dir, cache_dir = load_tasks(args, options, tokenizer, tokenizer_sha)
     L = args.context_length
-    truncate_left = bool(getattr(args, "truncate_left", False))
+    truncate_left = options.truncate_left
     splits, sizes, dropped = {}, {}, {}
     for t in tasks:
         splits[t.group] = {}
@@ -111,7 +136,7 @@ def build_instruction_data(args, tokenizer_spec=None):
         sizes[t.group] = {s: len(e) for s, e in splits[t.group].items()}
     _report(tasks, sizes, dropped, L, truncate_left, cache_dir)
     groups = [t.group for t in tasks]
-    train_on_prompt = bool(getattr(args, "train_on_prompt", False))
+    train_on_prompt = options.train_on_prompt
 
     def make_sampler(weights):
         return InstructionSampler({g: splits[g]["train"] for g in groups}, args.batch_size, args.selection_seed,

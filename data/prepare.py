@@ -196,6 +196,8 @@ def prepare_corpus(input_path, output_dir, tokenizer_spec, **settings) -> dict:
 def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_proc=1, seed=0,
                     val_fraction=0.05, test_fraction=0.05, strict=False, overwrite=False, progress=True,
                     dtype="auto") -> dict:
+    """The phases: check the settings -> fingerprint the inputs -> reuse or refuse what the output holds ->
+    tokenize into temporary shards -> check the groups and splits -> commit (meta.json last)."""
     t0 = time.perf_counter()
     groups = _check_args(groups, num_proc, val_fraction, test_fraction, dtype)
     layout = detect_layout(input_path)
@@ -209,61 +211,98 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
         raise UsageError(f"--dtype uint16 cannot hold the tokenizer's {vocab} token ids (at most 65536); use "
                          "--dtype uint32 or auto")
     np_dtype = np.dtype(dtype if dtype != "auto" else ("uint16" if vocab <= 65536 else "uint32"))
-
     split_settings = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction,
                       "rule": {"jsonl": "hash", "slimpajama": "folders",
                                "hf_disk": f"test halves after shuffle(seed={HF_SHUFFLE_SEED})"}[layout]}
     tok_sha = tokenizer_sha256(tokenizer_spec)
     files = [[rel, p.stat().st_size, p.stat().st_mtime_ns] for rel, p in input_files(layout, input_path)]
-    # The hash rule is the only one that uses seed and fractions: other layouts ignore them, and so
-    # does their fingerprint (changing --seed must not invalidate prepared SlimPajama shards).
+    fingerprint = _fingerprint(layout, files, tok_sha, np_dtype, split_settings, groups)
+
+    out = Path(output_dir)
+    old, existing = _reuse_or_refuse(out, output_dir, fingerprint, overwrite)
+    if old is not None:
+        if progress:
+            print(f"{out}: already prepared from these inputs and settings (meta.json fingerprint matches)")
+        return old
+
+    created_out = not out.exists()  # removed again on failure, so that a failed run leaves nothing
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*/*.bin.tmp"):  # left by a killed run: ours by name, never valid
+        stale.unlink()
+    stats, writer = ReadStats(), _ShardWriter(out)
+    wanted = set(groups) if groups is not None else None
+    docs = iter_documents(layout, input_path, wanted, seed=seed, val_fraction=val_fraction,
+                          test_fraction=test_fraction, strict=strict, stats=stats)
+    try:
+        text_bytes = _tokenize(docs, writer, stats, files, Path(input_path).name, num_proc,
+                               (str(tok_file), eos, np_dtype.str, True), progress)
+        _warn_skipped(stats)
+        final = _groups_with_every_split(writer, groups, layout, input_path, val_fraction, test_fraction)
+        meta = {"format": FORMAT, "version": VERSION, "tokenizer": str(tokenizer_spec),
+                "tokenizer_sha256": tok_sha, "vocab_size": vocab, "dtype": np_dtype.name, "eos_id": eos,
+                "fingerprint": fingerprint, "source_layout": layout, "split_settings": split_settings,
+                "groups": {g: {s: writer.tokens[g, s] for s in SPLITS} for g in final},
+                "documents": {g: {s: writer.docs[g, s] for s in SPLITS} for g in final},
+                "skipped_lines": stats.malformed,
+                "skipped_unknown_set": sum(stats.unknown_sets.values())}
+        _commit(out, meta, writer, existing, final)
+    except BaseException:
+        writer.discard()
+        (out / "meta.json.tmp").unlink(missing_ok=True)
+        if created_out and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    if progress:
+        _print_summary(meta, out, text_bytes, time.perf_counter() - t0)
+    return meta
+
+
+def _fingerprint(layout, files, tok_sha, np_dtype, split_settings, groups) -> str:
+    """What the shards were made from. The hash rule is the only split rule that uses seed and fractions:
+    other layouts ignore them, and so does their fingerprint (changing --seed must not invalidate
+    prepared SlimPajama shards)."""
     fp_split = split_settings if layout == "jsonl" else {"rule": split_settings["rule"]}
-    fingerprint = hashlib.sha256(json.dumps(
+    return hashlib.sha256(json.dumps(
         {"format": FORMAT, "version": VERSION, "layout": layout, "files": files, "tokenizer_sha256": tok_sha,
          "dtype": np_dtype.name, "split": fp_split, "groups": groups}, sort_keys=True).encode()).hexdigest()
 
-    out = Path(output_dir)
+
+def _reuse_or_refuse(out: Path, output_dir, fingerprint, overwrite):
+    """(the existing meta when `out` already holds intact shards of this fingerprint, else None; the shard
+    files already there). Other shards are refused unless `overwrite`."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output {output_dir} is a file; pass a directory")
     old = _read_meta(out) if out.is_dir() else None
     if old is not None and old.get("fingerprint") == fingerprint and _shards_intact(old, out):
-        if progress:
-            print(f"{out}: already prepared from these inputs and settings (meta.json fingerprint matches)")
-        return old
+        return old, []
     existing = _existing_shards(out)
     if existing and not overwrite:
         why = "are damaged (sizes differ from meta.json)" if old and old.get("fingerprint") == fingerprint \
             else "come from other inputs or settings"
         raise UsageError(f"--output {output_dir} already holds shards that {why}; pass --overwrite to replace "
                          "them, or choose another --output")
+    return None, existing
 
+
+def _tokenize(docs, writer, stats, files, name, num_proc, worker_args, progress) -> int:
+    """Tokenize the documents in batches (in `num_proc` spawned processes, or here) into the writer's
+    temporary shards, in input order; returns the text bytes read."""
     from tqdm import tqdm
 
-    created_out = not out.exists()  # removed again on failure, so that a failed run leaves nothing
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("*/*.bin.tmp"):  # left by a killed run: ours by name, never valid
-        stale.unlink()
-    stats, writer, pool, text_bytes, saved_env = ReadStats(), _ShardWriter(out), None, 0, False
-    wanted = set(groups) if groups is not None else None
-    docs = iter_documents(layout, input_path, wanted, seed=seed, val_fraction=val_fraction,
-                          test_fraction=test_fraction, strict=strict, stats=stats)
-    bar = tqdm(total=sum(f[1] for f in files), unit="B", unit_scale=True,
-               desc=f"tokenizing {Path(input_path).name} (input bytes)",
+    bar = tqdm(total=sum(f[1] for f in files), unit="B", unit_scale=True, desc=f"tokenizing {name} (input bytes)",
                disable=None if progress else True)  # None: only on a terminal, never in logs
+    pool, saved_env, text_bytes = None, False, 0
     try:
         if num_proc > 1:
             ctx = multiprocessing.get_context("spawn")  # fork is unsafe after torch/tokenizers threads
-            pool = ctx.Pool(num_proc, _init_worker, (str(tok_file), eos, np_dtype.str, True))
+            pool = ctx.Pool(num_proc, _init_worker, worker_args)
         else:  # one process means one thread: rayon threads were ~1.8x slower on 2 cores (13 s vs 7.5 s)
             saved_env = os.environ.get("TOKENIZERS_PARALLELISM")
-            _init_worker(str(tok_file), eos, np_dtype.str, True)
+            _init_worker(*worker_args)
         pending = deque()
         for batch, nbytes in _batches(docs):
             text_bytes += nbytes
-            if pool is None:
-                pending.append(_encode(batch))
-            else:
-                pending.append(pool.apply_async(_encode, (batch,)))
+            pending.append(_encode(batch) if pool is None else pool.apply_async(_encode, (batch,)))
             while pending and (pool is None or len(pending) > 2 * num_proc):
                 done = pending.popleft()
                 for key, ids, ndocs in (done if pool is None else done.get()):
@@ -274,70 +313,66 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
             for key, ids, ndocs in pending.popleft().get():
                 writer.write(key, ids, ndocs)
         bar.update(stats.total - bar.n)
-        bar.close()
         writer.close()
-
-        if stats.malformed:
-            print(f"warning: skipped {stats.malformed} malformed JSON line(s) (first at "
-                  f"{stats.first_malformed}); pass --strict to stop at the first", file=sys.stderr)
-        if stats.unknown_sets:
-            names = ", ".join(repr(n) for n, _ in stats.unknown_sets.most_common(3))
-            print(f"warning: skipped {sum(stats.unknown_sets.values())} record(s) with an unknown "
-                  f"meta.redpajama_set_name ({names})", file=sys.stderr)
-        found = [g for g in SLIMPAJAMA_GROUPS if any(writer.docs[g, s] for s in SPLITS)]
-        for g in groups or []:
-            if g not in found:
-                raise UsageError(f"group {g!r} has no documents in --input {input_path} (groups found: "
-                                 f"{', '.join(found) or 'none'}); drop it from --groups")
-        final = groups or found
-        if not final:
-            raise UsageError(f"--input {input_path} holds no documents of a known group; records need "
-                             "meta.redpajama_set_name, e.g. RedPajamaArXiv")
-        for g in final:
-            ndocs = sum(writer.docs[g, s] for s in SPLITS)
-            for s in SPLITS:
-                if not writer.docs[g, s]:
-                    raise UsageError(_empty_split_message(layout, g, s, ndocs, input_path,
-                                                          val_fraction, test_fraction))
-
-        meta = {"format": FORMAT, "version": VERSION, "tokenizer": str(tokenizer_spec),
-                "tokenizer_sha256": tok_sha, "vocab_size": vocab, "dtype": np_dtype.name, "eos_id": eos,
-                "fingerprint": fingerprint, "source_layout": layout, "split_settings": split_settings,
-                "groups": {g: {s: writer.tokens[g, s] for s in SPLITS} for g in final},
-                "documents": {g: {s: writer.docs[g, s] for s in SPLITS} for g in final},
-                "skipped_lines": stats.malformed,
-                "skipped_unknown_set": sum(stats.unknown_sets.values())}
-        # Commit: the old meta.json goes first, so an interruption here leaves a directory that is never
-        # mistaken for a valid one; the new meta.json comes last.
-        (out / "meta.json").unlink(missing_ok=True)
-        for path in existing:  # shards of groups that the new preparation does not write
-            if path.name != "meta.json" and path.parent.name not in final:
-                path.unlink()
-        writer.commit()
-        with open(out / "meta.json.tmp", "w") as fh:
-            json.dump(meta, fh, indent=1)
-        os.replace(out / "meta.json.tmp", out / "meta.json")
     except BaseException:
-        bar.close()
         if pool is not None:
             pool.terminate()
             pool.join()
-        writer.discard()
-        (out / "meta.json.tmp").unlink(missing_ok=True)
-        if created_out and not any(out.iterdir()):
-            out.rmdir()
+            pool = None
         raise
-    finally:  # the caller's tokenizers keep their own parallelism setting
-        if saved_env is not False:
+    finally:
+        bar.close()
+        if saved_env is not False:  # the caller's tokenizers keep their own parallelism setting
             os.environ.pop("TOKENIZERS_PARALLELISM", None)
             if saved_env is not None:
                 os.environ["TOKENIZERS_PARALLELISM"] = saved_env
     if pool is not None:
         pool.close()
         pool.join()
-    if progress:
-        _print_summary(meta, out, text_bytes, time.perf_counter() - t0)
-    return meta
+    return text_bytes
+
+
+def _warn_skipped(stats):
+    if stats.malformed:
+        print(f"warning: skipped {stats.malformed} malformed JSON line(s) (first at "
+              f"{stats.first_malformed}); pass --strict to stop at the first", file=sys.stderr)
+    if stats.unknown_sets:
+        names = ", ".join(repr(n) for n, _ in stats.unknown_sets.most_common(3))
+        print(f"warning: skipped {sum(stats.unknown_sets.values())} record(s) with an unknown "
+              f"meta.redpajama_set_name ({names})", file=sys.stderr)
+
+
+def _groups_with_every_split(writer, groups, layout, input_path, val_fraction, test_fraction) -> list:
+    """The groups to write (the requested ones, else every group found); each must have documents in
+    every split."""
+    found = [g for g in SLIMPAJAMA_GROUPS if any(writer.docs[g, s] for s in SPLITS)]
+    for g in groups or []:
+        if g not in found:
+            raise UsageError(f"group {g!r} has no documents in --input {input_path} (groups found: "
+                             f"{', '.join(found) or 'none'}); drop it from --groups")
+    final = groups or found
+    if not final:
+        raise UsageError(f"--input {input_path} holds no documents of a known group; records need "
+                         "meta.redpajama_set_name, e.g. RedPajamaArXiv")
+    for g in final:
+        ndocs = sum(writer.docs[g, s] for s in SPLITS)
+        for s in SPLITS:
+            if not writer.docs[g, s]:
+                raise UsageError(_empty_split_message(layout, g, s, ndocs, input_path, val_fraction, test_fraction))
+    return final
+
+
+def _commit(out: Path, meta, writer, existing, final):
+    """The old meta.json goes first, so an interruption here leaves a directory that is never mistaken for
+    a valid one; then the shards (and the removal of groups no longer written); the new meta.json last."""
+    (out / "meta.json").unlink(missing_ok=True)
+    for path in existing:
+        if path.name != "meta.json" and path.parent.name not in final:
+            path.unlink()
+    writer.commit()
+    with open(out / "meta.json.tmp", "w") as fh:
+        json.dump(meta, fh, indent=1)
+    os.replace(out / "meta.json.tmp", out / "meta.json")
 
 
 def _print_summary(meta, out, text_bytes, seconds):

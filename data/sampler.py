@@ -84,7 +84,8 @@ class MixtureSampler(ComposedSampler):
             self.set_weights(weights)
 
     def next_batch(self, exact: Optional[bool] = None):
-        """One batch: (windows (B, L) int64, group indices (B,) int64 into `groups`).
+        """One batch (data.bundle's mapping): `input_ids` = `labels` = the windows (B, L) int64 (one array:
+        every token is scored) and `group_ids` (B,) int64 indices into `groups`.
 
         exact=True forces the exact composition; None/False follow the sampler's `sampling`.
         Exact batches are shuffled; multinomial batches keep their i.i.d. draw order.
@@ -95,7 +96,7 @@ class MixtureSampler(ComposedSampler):
             rows = self._order.take(j, int(counts[j]))
             out[gids == j] = self._rows(j, rows)
         self._drawn += counts
-        return out, gids
+        return {"input_ids": out, "labels": out, "group_ids": gids}
 
     def _rows(self, j: int, rows: np.ndarray) -> np.ndarray:
         """Windows `rows` of group j as an (n, L) array. For a file-backed memmap, one pread per

@@ -1,44 +1,13 @@
 """Aioli (Chen et al., arXiv 2411.05735) as a per-step state machine, with a more robust estimator.
 
-Units: a step is one optimizer update; `step` counts the updates done (methods/base.py). Losses are
-mean validation cross-entropies (nats) per group, ordered like the run's groups. docs/aioli.md
-explains every choice below and what it was measured to do.
-
-Timeline. [0, P) is the prior phase (P = --prior_steps, 0 without it): the mixture is the normalized
---aioli_prior (uniform when only --prior_steps is given), or, with --graph_path, Skill-it
-(methods/skillit.py) started from p ∝ exp(skillit_eta * G @ 1) and updated every
---skillit_update_steps steps. The first round starts at S0 = max(P, W), W = --warmup_steps of a
-warming-up LR schedule (0 with --aioli_probe_warmup, the paper's): probes inside the warmup would
-measure the learning rate at their position, not the data. Until S0 the mixture stays as it was.
-Rounds of U = --update_steps steps start at r0 = S0 + r*U (one round over the whole rest of the run
-with --aioli_static). A round of length len (the last one may be shorter) runs LearnParams when
-delta = lp_rounds * lp_steps * k < len, i.e. when at least one step on the updated p remains;
-otherwise it just trains on p (a short last round).
-
-LearnParams of round r: evaluate L0 at r0; the probe order is lp_rounds permutations of range(k)
-drawn from np.random.default_rng(SeedSequence([ORDER_TAG, seed, r])) (--aioli_probe_order
-antithetic, the default: every second one is the previous reversed, so a linear trend of the drops
-over the LearnParams hits every group equally), a pure function of (--selection_seed, r). Probe i
-trains steps [r0 + i*lp_steps, r0 + (i+1)*lp_steps) on the mixture W[j] (j = order[i]): ohf on j and
-the rest spread evenly, rounded to whole rows of the probe's lp_steps x batch_size rows with the
-extra rows on seeded-random other groups (probe_counts), which the exact batch rule realises exactly.
-Then it evaluates: D_rep[:, j] = L_before - L_after for the repeat rep = i // k. At r0 + delta:
-D = mean over repeats; A_raw = D W^-T (--aioli_diagonal: A_ii = D_ii / W_jj); optional
---aioli_normalize_A (shift by min if negative, divide by the sum). The score of group l is
-sum_i w_i A_il with w = objective_weights (--aioli_objective loss: all ones, the paper's; perplexity:
-w_i ∝ exp(L_i), the gradient of the mean group perplexity), centred, and multiplied by
-noise_shrinkage of the repeats' scores (--aioli_noise_z; 0 = off). Without --ema: p <- p *
-exp(eta * g) (cumulative); with --ema e: gbar = (1-e) g + e gbar, p ∝ base * exp(eta * gbar). The
-base (--aioli_base) is uniform, as in the paper's code, or the prior / Skill-it mixture at S0; with
-the uniform base the first update restarts from uniform, so a bad prior is left at once. With the
-paper's settings (loss, z = 0, random orders) the update equals the paper's: p ∝ base * exp(eta *
-colsum(A)).
-
-Resume: the mixture and wants_eval are pure functions of the step and the few numbers in
-`state_dict()` (JSON), so a checkpoint at any step, even inside a probe, resumes identically.
-Artefact `aioli.json`: {"groups", "settings", "initial_weights", "rounds": [{"round", "step" (when p
-was updated), "L0", "L_end", "D", "W", "A_raw", "A" (normalised, EMA'd), "objective_weights", "score",
-"shrinkage", "step_scores" (what multiplied eta), "weights", "probe_order"}], "skillit_init"}.
+- Timeline: a prior phase (--aioli_prior / Skill-it with --graph_path), then rounds of --update_steps
+  steps from max(--prior_steps, --warmup_steps); each round starts with LearnParams (lp_rounds x k
+  probes of lp_steps steps on smoothed one-hot mixtures, each followed by a validation evaluation).
+- Update: A fitted to the probes' loss drops, score = objective-weighted column sums of A, centred and
+  noise-gated, p <- p * exp(eta * score) (with --ema: an average over rounds times the base).
+- Resume: the mixture and `wants_eval` are pure functions of the step and `state_dict()`.
+- Artefact `aioli.json` (every round's L0, D, W, A, scores, weights). The full reference, every
+  choice and what it was measured to do: docs/aioli.md.
 """
 from __future__ import annotations
 

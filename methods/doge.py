@@ -1,34 +1,13 @@
-"""DoGE (Fan et al. 2024); where it differs from the paper's code: docs/deviations.md.
+"""DoGE (Fan et al. 2024): the proxy run that learns domain weights by gradient alignment.
 
-The proxy run samples its batches from a fixed mixture (stratified = uniform, the paper's setting) and
-learns domain weights w (start 1/k) by gradient alignment. Per step s:
-- l_j = mean token loss of group j's sequences in the train batch (groups present in it);
-- l_val = mean token loss of a validation batch of --doge_val_batch_size windows drawn by the run's
-  `val_batch(n, s)` service: stratified over the groups, so the target is the uniform mixture of the
-  groups;
-- g_j = grad l_j, g_val = grad l_val (torch.autograd.grad, flat float32 vectors on the run's device),
-  each clipped to norm 1 as in the paper;
-- score_j = lr_s <g_j, g_val> / (mean_j |g_j| + 1e-6), clipped to [0, 5 lr_s] (lr_s = the learning rate
-  of this update; the mean runs over the groups present; an absent group scores 0);
-- w <- softmax(log w + score / doge_mu) (no smoothing, as in the paper; log w is what is stored, so a
-  weight that underflows can still recover);
-- the parameter gradient is set to sum_j w_j g_j (the updated w) and the detached mean token loss is
-  returned, so the loop skips backward (methods/base.py) and clips and steps as usual;
-- the running sum of w (the averaged weights = mean over all steps, the run's output).
-
-Analysis window (the last --doge_break_step_average steps before --break_steps, or before the end):
-the validation gradient of each group i is computed too (k more backward passes) and the k x k matrix
-matrix[i][j] = <g_val,i, g_j> is recorded (rows = validation group, columns = trained group; 0 where a
-group is missing from a batch). The score still uses the mixed g_val.
-
-Gradient accumulation cannot be honoured (the per-group gradients need the whole batch at once), so
---gradient_accumulation_steps > 1 is refused. Without --doge_val_batch_size the validation batch has
---batch_size windows (our default; the paper's scripts give 2 for k=2 and 4 otherwise).
-
-Records: `history` = the window's steps {"step" (the step whose batches were measured, before its
-update), "weights" (after), "scores", "matrix"}; `trajectory` = every --log_every steps {"step"
-(updates done), "weights", "scores"}. Artefact `doge.json`: {"groups", "orientation", "settings",
-"updates", "average_weights", "final_weights", "history", "trajectory"}.
+- Per step: per-group training gradients g_j and the gradient g_val of a validation batch stratified
+  over the groups, each clipped to norm 1; score_j = lr <g_j, g_val> / (mean_j |g_j| + 1e-6), clipped
+  to [0, 5 lr]; w <- softmax(log w + score / doge_mu); the parameter gradient is sum_j w_j g_j.
+- Over the analysis window (--doge_break_step_average steps before --break_steps or the end) the full
+  k x k alignment matrix is recorded. Gradient accumulation is refused (per-group gradients need the
+  whole batch).
+- Artefact `doge.json`: average_weights (the run's output), history, trajectory. Step by step:
+  docs/methods.md; versus the paper's code: docs/deviations.md.
 """
 from __future__ import annotations
 

@@ -1,37 +1,12 @@
-"""DoReMi (Xie et al. 2023); where it differs from the paper's code: docs/deviations.md.
+"""DoReMi (Xie et al. 2023): the proxy run that learns domain weights online.
 
-The proxy run samples its batches from a fixed mixture q (stratified = uniform, the paper's setting;
---proportions is honoured) and keeps domain weights w (start 1/k) that it learns online.
-
-Per step, from all micro-batches of the step together:
-- l_j = mean token loss of the proxy on the step's sequences of group j, r_j = the same for the frozen
-  reference model (a stratified run saved with --save_model, loaded once, under no_grad);
-- excess e_j = max(l_j - r_j, 0) for the groups present; an absent group keeps its previous e_j;
-- log w += doremi_mu * e, softmax, then smoothing w = (1 - 1e-3) w + 1e-3 / k;
-- the running sum of w (the averaged weights = mean of w over all update steps, the run's output).
-
-Training objective and its normalisation. Each scored token of group g is weighted by w_g / q_g and
-the weighted token losses are averaged over the batch's scored tokens:
-    loss = (1/N) sum_t (w_g(t) / q_g(t)) loss_t = sum_j (n_j / (N q_j)) w_j l_j,
-an unbiased estimate of sum_j w_j E_j[loss] (E[n_j / N] = q_j), equal to sum_j w_j l_j whenever the
-batch holds each group in proportion q (always the case for stratified batches whose size k divides:
-the sampler's exact largest-remainder composition). Being a token mean, it splits over micro-batches
-exactly as the loop's share scaling assumes, so gradient accumulation gives the same update as one
-big batch.
-
-Gradient accumulation and timing. Every micro-batch of step s is weighted with the same w (the one in
-force when the step started); the losses of all micro-batches are accumulated and w is updated once,
-in `after_step`. So w_s is computed from the excess of step s - 1 (the paper updated w first and used
-it in the same step: a one-step lag, negligible at mu = 0.01, that makes the update independent of how
-the batch is split). The paper's per-group gradient clipping is replaced by the loop's clip of the
-whole gradient to norm 1.
-
-Records. `history`: every step of the analysis window (the last --doge_break_step_average steps before
---break_steps, or before the end without it): {"step" (the step whose batch was measured, before its
-update), "excess", "weights" (after the update)}; analysis/fidelity.py averages diag(excess) over it.
-`trajectory`: every --log_every steps {"step" (updates done), "excess", "weights"}.
-Artefact `doremi.json`: {"groups", "settings", "updates", "average_weights": {g: w}, "final_weights":
-{g: w}, "history", "trajectory"}; `--proportions_file <run>/doremi.json` reads its average_weights.
+- Batches come from a fixed mixture q (uniform by default); a frozen reference model (a stratified run
+  saved with --save_model) scores the same sequences.
+- Per step: excess e_j = max(l_j - r_j, 0) per group present; log w += doremi_mu * e, softmax, smoothing
+  with 1e-3 of uniform; the training loss weights each token of group g by w_g / q_g.
+- w is updated once per step after all micro-batches (gradient accumulation gives the same update).
+- Artefact `doremi.json`: average_weights (the run's output, read by --proportions_file), history over
+  the analysis window, trajectory. Step by step: docs/methods.md; versus the paper's code: docs/deviations.md.
 """
 from __future__ import annotations
 

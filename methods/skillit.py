@@ -1,20 +1,11 @@
 """Online Skill-it (Chen et al. 2023) as a mixing method.
 
-Rule. G is the skills graph (rows = trained group, columns = evaluated group; methods/graphs.py),
-the identity without --graph_path. Off-diagonal entries exactly 1 are set to 0.5 (as in the paper).
-p0 ∝ exp(eta * G @ 1). At every update step u (multiples of --update_steps, 0 < u < total steps):
-p ∝ exp(eta * G @ S), S = the sum of the last --skillit_window validation-loss vectors. Not
-cumulative: each update starts from all-ones, as in the paper.
-
-When losses are recorded (our choice; the paper recorded every ckpt_steps, including step 0, which
-ties the rule to --num_ckpts). Here the window of update u is `window` vectors evenly spaced over the
-interval that ends at u: steps u - m * gap for m = 0 .. window-1, gap = update_steps // (window-1)
-(>= 1), negative steps dropped. With the paper's m=2/3 scripts (update 500, window 3, evaluations
-every 250 steps) this is exactly the paper's window (u-500, u-250, u, with step 0 at the first update).
-The method asks the loop for these evaluations through `wants_eval`; nothing else is evaluated for it.
-
-The clock-and-memory part is `SkillitSchedule`, reused by Aioli's Skill-it initialisation, and the
-pure update is `skillit_weights`.
+- p0 ∝ exp(eta * G @ 1), G the skills graph (rows = trained group, columns = evaluated; identity without
+  --graph_path; off-diagonal entries exactly 1 become 0.5).
+- Every --update_steps steps: p ∝ exp(eta * G @ S), S = the sum of the last --skillit_window validation
+  loss vectors, evenly spaced over the interval before the update (not cumulative).
+- `SkillitSchedule` (the clock and memory) is reused by Aioli's Skill-it initialisation;
+  `skillit_weights` is the pure update. Step by step: docs/methods.md.
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from errors import UsageError
 from methods.aioli import (AioliMethod, estimate_A, exp_update, fit_drops, noise_shrinkage, normalize_A,
                            objective_weights, probe_mixture, probe_order)
 from trainer.args import build_parser
+from batches import windows_and_groups
 
 # The paper's update rule, for the tests of its mechanics: no warmup gate (the synthetic law has no
 # learning rate), the sum of group losses, no noise gate, random orders, the prior as the base.
@@ -162,7 +163,7 @@ def test_probe_batches_with_sampler():
         q = probe_mixture(k, j, ohf)
         s.set_weights(q)
         for _ in range(lp_steps):
-            windows, gids = s.next_batch(exact=True)
+            windows, gids = windows_and_groups(s.next_batch(exact=True))
             counts = np.bincount(gids, minlength=k)
             assert windows.shape == (B, L) and len(gids) == B
             assert np.all(np.abs(counts - q * B) < 1.0) and counts[j] == 6
@@ -334,7 +335,7 @@ def test_probe_batches_realise_W_exactly(k, B):
                 mix = m.mixture(step)
                 assert mix.exact and np.array_equal(mix.weights, W[focal])
                 s.set_weights(mix.weights)
-                windows, gids = s.next_batch(exact=True)
+                windows, gids = windows_and_groups(s.next_batch(exact=True))
                 assert np.all(windows[:, 0] == gids)
                 counts += np.bincount(gids, minlength=k)
             np.testing.assert_array_equal(counts, np.rint(W[focal] * rows).astype(np.int64))

@@ -130,7 +130,7 @@ class FixedSampler:
         self.ids, self.group_ids, self.weights = ids, group_ids, np.array([0.5, 0.5])
 
     def next_batch(self, exact=None):
-        return self.ids, self.group_ids
+        return {"input_ids": self.ids, "labels": self.ids, "group_ids": self.group_ids}
 
     def set_weights(self, w):
         self.weights = np.asarray(w)
@@ -155,7 +155,7 @@ def one_update(tmp_path, reference, grad_accum, group_ids):
     trainer = Trainer(model=model, optimizer=opt, scheduler=sched, sampler=FixedSampler(ids, np.array(group_ids)),
                       method=m, evaluator=None, groups=GROUPS, device=torch.device("cpu"),
                       autocast=contextlib.nullcontext, total_steps=10, batch_size=len(group_ids), context_length=LENGTH,
-                      run_dir="", metrics=None, grad_accum=grad_accum, services={"load_model": lambda p: reference})
+                      run_dir=None, metrics=None, grad_accum=grad_accum, services={"load_model": lambda p: reference})
     loss = trainer._update(Mixture(np.array([0.5, 0.5])))
     m.after_step(1, trainer._context())
     return grads[0], m.domain_weights.copy(), float(loss), m.excess.copy()

@@ -16,7 +16,8 @@ import torch
 from data import ni_tasks
 from data.composition import BatchComposer
 from data.demo import TOKENIZER_PATH
-from data.instruction_sampler import InstructionSampler, eval_arrays, gather_rows, pad_rows, select_examples
+from data.bundle import gather_rows
+from data.instruction_sampler import InstructionSampler, eval_arrays, pad_rows, select_examples
 from data.sampler import MixtureSampler
 from data.tokenization import load_tokenizer
 from errors import UsageError
@@ -241,7 +242,7 @@ def test_composition_is_the_window_samplers():
                 w = np.random.default_rng(step).dirichlet(np.ones(3))
                 ms.set_weights(w), bc.set_weights(w)
             exact = True if step % 5 == 0 else None
-            np.testing.assert_array_equal(ms.next_batch(exact)[1], bc.next(exact)[0])
+            np.testing.assert_array_equal(ms.next_batch(exact)["group_ids"], bc.next(exact)[0])
 
 
 def run_main(argv, env_extra=None, timeout=240):
@@ -314,12 +315,12 @@ def test_static_grid_point_and_skillit_runs(pretrained, tmp_path):
 
 def test_build_data_namespace_defaults(tok, tmp_path):
     """build_instruction_data works from a bare namespace (flags absent from args use their defaults)."""
-    from data.instructions import build_instruction_data
+    from data.instructions import InstructionOptions, build_instruction_data
 
     args = SimpleNamespace(task_name="instruction", train_data_dir=TASKS, slice_list=["piqa", "sst2"],
                            tokenizer=TOKENIZER_PATH, model_name="tiny", context_length=256, batch_size=2,
-                           selection_seed=0, sampling="exact", k=None, instruction_cache_dir=str(tmp_path))
-    data = build_instruction_data(args)
+                           selection_seed=0, sampling="exact", k=None)
+    data = build_instruction_data(args, options=InstructionOptions(instruction_cache_dir=str(tmp_path)))
     assert data.groups == ["piqa", "sst2"] and data.vocab_size == 4096
     assert data.info["examples"]["sst2"] == {"train": 12, "val": 6, "test": 6}
     val = data.eval_source("val", "sst2", 2)

@@ -7,6 +7,7 @@ import pytest
 
 from data.sampler import MixtureSampler
 from errors import UsageError
+from batches import windows_and_groups
 
 L = 8
 
@@ -47,7 +48,7 @@ def test_exact_composition_per_batch_and_long_run(weights, B):
     w = s.weights
     cum = np.zeros(k)
     for n in range(1, 301):
-        _, gids = s.next_batch()
+        _, gids = windows_and_groups(s.next_batch())
         c = np.bincount(gids, minlength=k)
         assert c.sum() == B
         assert np.all(np.abs(c - w * B) < 1)             # each batch within 1 window of w*B
@@ -59,9 +60,9 @@ def test_exact_composition_per_batch_and_long_run(weights, B):
 def test_exact_counts_known_answers():
     s = MixtureSampler(make_sources([30] * 3), L, 8, seed=0, weights=[0.5, 0.25, 0.25])
     for _ in range(5):
-        np.testing.assert_array_equal(np.bincount(s.next_batch()[1], minlength=3), [4, 2, 2])
+        np.testing.assert_array_equal(np.bincount(s.next_batch()["group_ids"], minlength=3), [4, 2, 2])
     s7 = MixtureSampler(make_sources([30] * 7), L, 8, seed=0, weights=[18, 1, 1, 1, 1, 1, 1])  # focal 0.75
-    counts = np.array([np.bincount(s7.next_batch()[1], minlength=7) for _ in range(3)])
+    counts = np.array([np.bincount(s7.next_batch()["group_ids"], minlength=7) for _ in range(3)])
     assert np.all(counts[:, 0] == 6)
     np.testing.assert_array_equal(counts[:, 1:].sum(axis=0), np.ones(6))  # 2 extras rotate over 3 batches
 
@@ -80,22 +81,22 @@ def test_exact_long_run_random_weights():
 def test_multinomial_matches_weights_and_exact_override():
     w = np.array([0.6, 0.3, 0.1])
     s = MixtureSampler(make_sources([50] * 3), L, 8, seed=3, sampling="multinomial", weights=w)
-    counts = np.array([np.bincount(s.next_batch()[1], minlength=3) for _ in range(1500)])
+    counts = np.array([np.bincount(s.next_batch()["group_ids"], minlength=3) for _ in range(1500)])
     n = counts.sum()
     freq = counts.sum(axis=0) / n
     assert np.all(np.abs(freq - w) < 4 * np.sqrt(w * (1 - w) / n))
     assert np.any(np.abs(counts - w * 8) >= 1)   # i.i.d. draws: batch composition varies
     for _ in range(20):
-        c = np.bincount(s.next_batch(exact=True)[1], minlength=3)
+        c = np.bincount(s.next_batch(exact=True)["group_ids"], minlength=3)
         assert np.all(np.abs(c - w * 8) < 1)
     s.set_weights([0, 1, 1])
-    assert np.all(np.concatenate([s.next_batch()[1] for _ in range(50)]) != 0)
+    assert np.all(np.concatenate([s.next_batch()["group_ids"] for _ in range(50)]) != 0)
 
 
 def test_windows_aligned_and_tail_dropped():
     s = MixtureSampler(make_sources([7, 3, 11], tail=5), L, 6, seed=2, weights=[1, 2, 3])
     for _ in range(40):
-        x, gids = s.next_batch()
+        x, gids = windows_and_groups(s.next_batch())
         assert x.dtype == np.int64 and x.shape == (6, L) and gids.dtype == np.int64
         ids = window_ids(x, gids)
         assert np.all(ids < np.array([7, 3, 11])[gids])  # the tail is never a window
@@ -105,7 +106,7 @@ def test_memmap_source(tmp_path):
     path = tmp_path / "train.bin"
     (np.arange(10 * L + 3) % 60000).astype(np.uint16).tofile(path)
     mm = np.memmap(path, dtype=np.uint16, mode="r")
-    x, _ = MixtureSampler({"a": mm}, L, 4, seed=0).next_batch()
+    x, _ = windows_and_groups(MixtureSampler({"a": mm}, L, 4, seed=0).next_batch())
     np.testing.assert_array_equal(x % L, np.tile(np.arange(L), (4, 1)))
 
 
@@ -134,7 +135,7 @@ def test_epochs_cover_every_window_across_weight_changes():
             s.set_weights([0.7, 0.1, 0.2])   # mid-epoch for every group
         if step == 61:
             s.set_weights([0.1, 0.1, 0.8])
-        x, gids = s.next_batch()
+        x, gids = windows_and_groups(s.next_batch())
         for j, i in zip(gids, window_ids(x, gids)):
             seen[int(j)].append(int(i))
     for j, n in enumerate(sizes):
@@ -150,7 +151,7 @@ def test_epochs_cover_every_window_across_weight_changes():
 
 def test_small_group_wraps_inside_one_batch():
     s = MixtureSampler(make_sources([1, 2]), L, 8, seed=0, weights=[0.75, 0.25])
-    x, gids = s.next_batch()
+    x, gids = windows_and_groups(s.next_batch())
     ids = window_ids(x, gids)
     assert np.all(ids[gids == 0] == 0) and s.epochs == {"g0": 6, "g1": 1}
 
@@ -159,7 +160,7 @@ def test_seeds_and_names():
     def stream(seed, names=("a", "b")):
         src = dict(zip(names, make_sources([40, 40]).values()))
         s = MixtureSampler(src, L, 4, seed=seed, sampling="multinomial")
-        return np.concatenate([s.next_batch()[0] for _ in range(10)])
+        return np.concatenate([s.next_batch()["input_ids"] for _ in range(10)])
 
     np.testing.assert_array_equal(stream(0), stream(0))
     assert not np.array_equal(stream(0), stream(1))
@@ -179,7 +180,7 @@ def test_state_roundtrip_resumes_identical_stream(sampling):
                 s.set_weights([0.6, 0.1, 0.3])
             if step == 23:
                 s.set_weights([0.0, 0.5, 0.5])
-            x, g = s.next_batch(exact=(step % 4 == 0))
+            x, g = windows_and_groups(s.next_batch(exact=(step % 4 == 0)))
             out.append((x, g))
 
     ref = []
@@ -222,3 +223,13 @@ def test_bad_inputs():
             s.set_weights(bad)
     s.set_weights([3, 1])
     np.testing.assert_allclose(s.weights, [0.75, 0.25])
+
+
+def test_batch_is_the_shared_mapping():
+    """Window batches have the shape every batch has (data.bundle): input_ids, labels (-100 = not
+    scored; windows score every token, so labels equal input_ids) and group_ids."""
+    batch = MixtureSampler(make_sources([3, 2]), L, 4, seed=0).next_batch()
+    assert set(batch) == {"input_ids", "labels", "group_ids"}
+    assert batch["input_ids"].shape == (4, L) and batch["input_ids"].dtype == np.int64
+    np.testing.assert_array_equal(batch["labels"], batch["input_ids"])
+    assert batch["group_ids"].shape == (4,) and set(batch["group_ids"].tolist()) <= {0, 1}

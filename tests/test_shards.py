@@ -8,6 +8,7 @@ import pytest
 import data.shards as shards
 from data.shards import ShardSet, eval_windows, spread_indices
 from errors import UsageError
+from batches import windows_and_groups
 
 
 def write_shards(root, groups, dtype="uint16", meta=True, vocab_size=4096, eos_id=0):
@@ -80,7 +81,7 @@ def test_sources_feed_the_sampler(prepared):
 
     src = ShardSet.open(prepared).sources("train", 16)
     assert list(src) == ["cc", "c4"]
-    x, g = MixtureSampler(src, 16, 4, seed=0).next_batch()
+    x, g = windows_and_groups(MixtureSampler(src, 16, 4, seed=0).next_batch())
     assert x.shape == (4, 16) and x.dtype == np.int64
 
 

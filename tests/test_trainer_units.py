@@ -12,7 +12,8 @@ from trainer import checkpoint as ckpt
 from trainer.build import load_proportions_file
 from trainer.models import build_model, bundled_config
 from trainer.optim import build_optimizer, build_scheduler, linear_warmup_cosine
-from trainer.outputs import MetricsLog, resolve_run_dir, run_base_name
+from trainer.outputs import MetricsLog
+from trainer.run_dir import resolve_run_dir, run_base_name
 
 
 def tiny_model(vocab=300):
@@ -156,7 +157,7 @@ def test_run_names_unique_and_resumable(tmp_path):
 
 
 def test_metrics_truncation_drops_torn_and_later_lines(tmp_path):
-    log = MetricsLog(str(tmp_path))
+    log = MetricsLog(str(tmp_path / "metrics.jsonl"))
     for step in (10, 20, 30):
         log.write({"step": step, "train_loss": math.nan if step == 30 else 1.0})
     with open(log.path, "a") as fh:

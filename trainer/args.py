@@ -7,6 +7,7 @@ file (methods/). Validation that needs more than argparse lives in `trainer/conf
 import argparse
 import dataclasses
 
+from data.instructions import InstructionOptions
 from errors import OneLineArgumentParser
 from methods import method_classes
 from options import add_options
@@ -50,25 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "whole split)")
     data.add_argument("--num_proc", type=int, default=None, help="processes for data preparation")
 
-    inst = p.add_argument_group("instruction tasks", "with --task_name instruction: --train_data_dir is the "
-                                "natural-instructions checkout (or its tasks/ folder); --slice_list takes short "
-                                "names (abductivenli boolq hellaswag mathqa piqa semeval squad sst2 xsum, the "
-                                "default) or task file names without .json")
-    inst.add_argument("--instruction_val_size", type=int, default=100,
-                      help="val examples per task (fewer for a task with under 2x(val+test) instances)")
-    inst.add_argument("--instruction_test_size", type=int, default=100, help="test examples per task (same rule)")
-    inst.add_argument("--instruction_split_seed", type=int, default=0,
-                      help="seed of the val/test/train split and of the answer chosen among several outputs "
-                      "(independent of --selection_seed, so every run is evaluated on the same examples)")
-    inst.add_argument("--instruction_cache_dir", type=str, default=None,
-                      help="where splits (JSON) and tokenized examples (.npz) are cached (default: "
-                      "$AIOLI_CACHE_DIR/instructions/<hash of tokenizer and split flags>)")
-    inst.add_argument("--train_on_prompt", action="store_true",
-                      help="train on prompt and answer tokens (the paper's training loss, minus padding); "
-                      "default: answer tokens only. Evaluation always scores answer tokens only")
-    inst.add_argument("--truncate_left", action="store_true",
-                      help="cut examples longer than --context_length from the left (prompt first) instead "
-                      "of dropping them")
+    add_options(p.add_argument_group("instruction tasks", InstructionOptions.__doc__), InstructionOptions, {})
 
     model = p.add_argument_group("model")
     model.add_argument("--model_name", "--model", dest="model_name", type=str, default=None,

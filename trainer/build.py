@@ -8,17 +8,19 @@ import platform
 import numpy as np
 import torch
 
+from data.bundle import validation_batch
 from errors import UsageError
 from methods import build_method
 from methods.base import normalize_weights
 from trainer import checkpoint as ckpt
 from trainer.data_setup import build_data
 from trainer.config import run_identity
-from trainer.evaluation import Evaluator, num_rows
+from trainer.evaluation import Evaluator
 from trainer.loop import Trainer
 from trainer.models import build_model, choose_attention, load_frozen_model
 from trainer.optim import build_optimizer, build_scheduler
-from trainer.outputs import MetricsLog, resolve_run_dir, start_wandb, write_json
+from trainer.outputs import start_wandb
+from trainer.run_dir import RunDir
 
 _WEIGHT_KEYS = ("proportions", "weights", "average_weights", "optimal_mixture", "final_weights")
 
@@ -83,8 +85,9 @@ def parent_checkpoint(path):
     """--resume_model_path: a run directory (its latest checkpoint) or a checkpoint directory."""
     if not os.path.exists(path):
         raise UsageError(f"--resume_model_path {path}: no such directory")
-    found = ckpt.latest_valid_checkpoint(os.path.join(path, "checkpoints")) if os.path.isdir(
-        os.path.join(path, "checkpoints")) else (path if ckpt.is_valid(path) else None)
+    parent_run = RunDir(path)
+    found = parent_run.latest_checkpoint() if os.path.isdir(parent_run.checkpoints) else (
+        path if ckpt.is_valid(path) else None)
     if found is None:
         raise UsageError(f"--resume_model_path {path}: no valid checkpoint (run the parent with --break_steps)")
     with open(os.path.join(found, "state.json")) as fh:
@@ -104,19 +107,20 @@ def run_config(args, groups, weights, total_steps, data_info, parent):
 
 
 def saved_model_run(args, config):
-    """--use_saved_model: the newest run of this configuration that saved its model, if any."""
+    """--use_saved_model: the newest run of this configuration that saved its model (a RunDir), if any."""
     if not args.use_saved_model:
         return None
     try:
-        run_dir = resolve_run_dir(args.output_dir, config, args.run_name, resume=False, must_exist=True)
+        run = RunDir.resolve(args.output_dir, config, args.run_name, resume=False, must_exist=True)
     except UsageError:
         return None
-    return run_dir if os.path.isfile(os.path.join(run_dir, "model", "model.safetensors")) else None
+    return run if run.has_saved_model() else None
 
 
 def build(args):
-    """Everything needed to run; returns (trainer, run_dir, config). Raises UsageError early, before
-    anything is written."""
+    """Everything needed to run; returns (trainer, config, evaluate_only). Opens the run directory (creates
+    it, or restores its latest checkpoint on --resume); every UsageError comes before anything is written.
+    evaluate_only: --use_saved_model found a saved model of this configuration (the trainer holds it)."""
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args)
@@ -131,14 +135,20 @@ def build(args):
     method = build_method(args.method, groups, args, total_steps, initial_weights=weights)
 
     config = run_config(args, groups, weights, total_steps, data.info, parent)
-    run_dir = saved_model_run(args, config) or resolve_run_dir(args.output_dir, config, args.run_name, args.resume)
-    run_name = os.path.basename(run_dir)
-    config["run_name"] = run_name
+    saved = saved_model_run(args, config)  # --use_saved_model: evaluate it, train nothing
+    run = saved or RunDir.resolve(args.output_dir, config, args.run_name, args.resume)
+    config["run_name"] = run.name
+    latest = run.latest_checkpoint() if args.resume and not saved else None
+    if args.resume and not saved and latest is None:
+        raise UsageError(f"--resume: {run.path} has no valid checkpoint to continue from; run without --resume")
 
     torch.manual_seed(args.selection_seed)
-    attn = choose_attention(args.use_flash_attention, device)
-    model = build_model(args.model_name, args.checkpoint, data_vocab_size=data.vocab_size,
-                        context_length=args.context_length, attn_implementation=attn, dtype=dtype).to(device)
+    if saved:
+        model = load_frozen_model(saved.path, device, dtype)
+    else:
+        attn = choose_attention(args.use_flash_attention, device)
+        model = build_model(args.model_name, args.checkpoint, data_vocab_size=data.vocab_size,
+                            context_length=args.context_length, attn_implementation=attn, dtype=dtype).to(device)
     optimizer = build_optimizer(model, args.lr)
     # The schedule spans max_steps (a child run continues its parent's schedule).
     schedule_steps = args.max_steps * args.n_epochs
@@ -150,53 +160,35 @@ def build(args):
     services = {"val_batch": _val_batch_fn(evaluator, groups, device, args.selection_seed),
                 "load_model": lambda path: load_frozen_model(path, device)}
     every = max(1, total_steps // args.num_ckpts)
+    # wandb starts with the first metrics line, so that a run refused before training starts none
+    metrics = run.metrics_log(None if saved else (lambda: start_wandb(args, run.name, config)))
     trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, method=method,
                       evaluator=evaluator, groups=groups, device=device, autocast=autocast,
                       total_steps=total_steps, batch_size=args.batch_size, context_length=args.context_length,
-                      run_dir=run_dir, metrics=None, grad_accum=args.gradient_accumulation_steps,
+                      run_dir=run, metrics=metrics, grad_accum=args.gradient_accumulation_steps,
                       eval_every=every, checkpoint_every=args.checkpoint_every or every,
                       keep_checkpoints=args.keep_checkpoints, break_steps=args.break_steps,
                       log_every=args.log_every, progress=not args.no_progress, seed=args.selection_seed,
-                      run_name=run_name, services=services)
+                      run_name=run.name, services=services)
+    if saved:
+        return trainer, config, True
     if parent:
         trainer.restore(parent[0], restore_method=False)  # the child keeps its own mixture and method
         trainer.weights_trajectory = []
-    return trainer, run_dir, config
+    if latest:
+        trainer.restore(latest)
+        print(f"resuming {run.path} from step {trainer.step}", flush=True)
+    else:
+        run.create(config)  # the first file of a new run, once nothing can be refused any more
+    metrics.truncate_after(trainer.step)
+    return trainer, config, False
 
 
 def _val_batch_fn(evaluator, groups, device, seed):
-    """n validation rows stratified over groups (round-robin), drawn by a generator seeded from
-    (seed, step): DoGE's validation target. Works for window arrays and padded example dicts."""
-    from data.instruction_sampler import gather_rows
-
+    """DoGE's validation target: data.bundle.validation_batch over the run's validation rows, on the device."""
     def val_batch(n, step=0):
-        rng = np.random.default_rng([seed, 7919, step])
         sources = [evaluator.windows("val", g, evaluator.default_max_windows) for g in groups]
-        gids = [(i + step) % len(groups) for i in range(n)]
-        picks = [(g, int(rng.integers(num_rows(sources[g])))) for g in gids]
-        if isinstance(sources[0], dict):
-            arrays = gather_rows(sources, picks)
-        else:
-            windows = np.stack([sources[g][r] for g, r in picks]).astype(np.int64)
-            arrays = {"input_ids": windows, "labels": windows}
-        arrays["group_ids"] = np.asarray(gids, dtype=np.int64)
-        return {key: torch.from_numpy(value).to(device) for key, value in arrays.items()}
+        batch = validation_batch(sources, n, seed, step)
+        return {key: torch.from_numpy(value).to(device) for key, value in batch.items()}
 
     return val_batch
-
-
-def open_outputs(trainer, run_dir, config, args):
-    """Create the run directory (or reopen it on --resume) and attach the metrics log."""
-    os.makedirs(run_dir, exist_ok=True)
-    ckpt_root = os.path.join(run_dir, "checkpoints")
-    if args.resume:
-        latest = ckpt.latest_valid_checkpoint(ckpt_root)
-        if latest is None:
-            raise UsageError(f"--resume: {run_dir} has no valid checkpoint to continue from; run without --resume")
-        trainer.restore(latest)
-        print(f"resuming {run_dir} from step {trainer.step}", flush=True)
-    else:
-        write_json(os.path.join(run_dir, "config.json"), config)
-    trainer.metrics = MetricsLog(run_dir, start_wandb(args, trainer.run_name, config))
-    trainer.metrics.truncate_after(trainer.step)
-    trainer.write_artifacts = lambda files: [write_json(os.path.join(run_dir, name), obj) for name, obj in files.items()]

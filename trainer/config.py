@@ -5,11 +5,14 @@ for flags the user did not give; every inconsistency is a UsageError naming the 
 """
 import argparse
 import dataclasses
+import glob
 import math
 
+from data.demo import CORPUS_DIR
 from errors import UsageError
 from methods import method_class, method_classes
 from trainer.args import METHOD_FLAGS, build_parser
+from trainer.models import is_tiny
 
 # Flags that change where or how a run is logged, not what it computes: not part of its identity.
 NOT_IN_IDENTITY = {"output_dir", "run_name", "resume", "no_progress", "wandb_project", "wandb_entity",
@@ -44,10 +47,6 @@ def demo_probe_settings(k: int):
 
 
 def demo_group_count(slice_list) -> int:
-    import glob
-
-    from data.demo import CORPUS_DIR
-
     return len(slice_list) if slice_list else len(glob.glob(f"{CORPUS_DIR}/*.jsonl.zst"))
 
 
@@ -92,8 +91,6 @@ def resolve(argv):
     for key, value in GENERAL_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    from trainer.models import is_tiny
-
     if is_tiny(args.model_name) and args.checkpoint is None:
         args.checkpoint = 0  # the tiny configs only exist as from-scratch models
     validate(args)

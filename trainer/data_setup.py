@@ -6,11 +6,12 @@ import os
 
 from data.bundle import DataBundle, cache_root
 from data.demo import CORPUS_DIR, TOKENIZER_PATH
-from data.instructions import build_instruction_data
+from data.instructions import InstructionOptions, build_instruction_data
 from data.prepare import detect_layout, prepare_corpus
 from data.sampler import MixtureSampler
 from data.shards import ShardSet
 from errors import UsageError
+from options import from_namespace
 from trainer.models import bundled_config_name, is_tiny
 
 
@@ -64,7 +65,7 @@ def build_data(args) -> DataBundle:
     """Open (and if needed prepare) the data named by the flags; every check happens here, before
     the run directory exists."""
     if args.task_name == "instruction":  # Natural Instructions tasks: data/instructions.py
-        return build_instruction_data(args, default_tokenizer(args))
+        return build_instruction_data(args, default_tokenizer(args), from_namespace(InstructionOptions, args))
 
     train, evals, groups = open_train_and_eval(args)
     L = args.context_length
@@ -78,7 +79,8 @@ def build_data(args) -> DataBundle:
                               weights=weights)
 
     def eval_source(split, group, max_rows):
-        return evals.windows(group, split, L, max_rows)
+        windows = evals.windows(group, split, L, max_rows)
+        return {"input_ids": windows, "labels": windows}
 
     info = {"train_dir": train.root, "val_dir": evals.root, "vocab_size": train.vocab_size,
             "dtype": str(train.dtype)}

@@ -26,12 +26,9 @@ def token_losses(model, batch, autocast):
 
 
 def eval_batch(source, start: int, end: int, device) -> dict:
-    """Rows [start, end) of an evaluation source as tensors: an (n, L) window array (labels = inputs),
-    or a dict of equal-length arrays with `attention_mask` (padded examples), cut to the longest
-    example of the batch so that no batch pays for another's padding."""
-    if not isinstance(source, dict):
-        ids = torch.from_numpy(np.ascontiguousarray(source[start:end], dtype=np.int64)).to(device)
-        return {"input_ids": ids, "labels": ids}
+    """Rows [start, end) of an evaluation source (data.bundle's mapping) as tensors; padded examples
+    (with `attention_mask`) are cut to the longest of these rows, so that no batch pays for another's
+    padding."""
     part = {key: value[start:end] for key, value in source.items() if key != "group_ids"}
     width = int(part["attention_mask"].sum(axis=1).max()) if "attention_mask" in part else None
     return {key: torch.from_numpy(np.ascontiguousarray(value[:, :width], dtype=np.int64)).to(device)
@@ -39,15 +36,14 @@ def eval_batch(source, start: int, end: int, device) -> dict:
 
 
 def num_rows(source) -> int:
-    return len(source["input_ids"]) if isinstance(source, dict) else len(source)
+    return len(source["input_ids"])
 
 
 class Evaluator:
     """Holds the fixed evaluation windows of each group and split; evaluates a model on them.
 
-    `window_source(split, group, max_windows)` returns an (n, L) int array (n windows spread over the
-    split, all when None), or a dict of (n, L) arrays `input_ids`, `labels`, `attention_mask`
-    (right-padded examples). `default_max_windows` bounds validation (--max_eval_samples) and
+    `window_source(split, group, max_windows)` returns the rows as data.bundle's batch mapping (n rows
+    spread over the split, all when None). `default_max_windows` bounds validation (--max_eval_samples) and
     `test_max_windows` the test split (--max_test_samples; None: the whole split, the reported metric)."""
 
     def __init__(self, groups, window_source, batch_size: int, device, autocast, default_max_windows=None,

@@ -35,8 +35,8 @@ class Trainer:
     total_steps: int
     batch_size: int
     context_length: int
-    run_dir: str
-    metrics: Any
+    run_dir: Any  # trainer.run_dir.RunDir: checkpoints and artefacts go there
+    metrics: Any  # trainer.outputs.MetricsLog
     grad_accum: int = 1
     eval_every: int = 0
     checkpoint_every: int = 0
@@ -52,7 +52,6 @@ class Trainer:
     tokens: int = 0
     val_history: list = field(default_factory=list)
     weights_trajectory: list = field(default_factory=list)
-    write_artifacts: Optional[Callable] = None
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -73,10 +72,9 @@ class Trainer:
         return state
 
     def save(self):
-        ckpt.save_checkpoint(f"{self.run_dir}/checkpoints", self.step, self.model, self.optimizer, self.scheduler,
-                             self.state(), keep=self.keep_checkpoints)
-        if self.write_artifacts:
-            self.write_artifacts(self.method.artifacts())
+        self.run_dir.save_checkpoint(self.step, self.model, self.optimizer, self.scheduler, self.state(),
+                                     keep=self.keep_checkpoints)
+        self.run_dir.write_artifacts(self.method.artifacts())
 
     # -- pieces of one iteration ---------------------------------------------------------------
     def _context(self, micro=0) -> StepContext:
@@ -109,13 +107,8 @@ class Trainer:
         return mix
 
     def _batch(self, mix) -> dict:
-        """The sampler's batch for this step as tensors on the device. Window samplers return
-        (windows, group ids); others (instruction tasks) return a dict of arrays with labels and an
-        attention mask already set."""
+        """The sampler's batch for this step (data.bundle's mapping) as tensors on the device."""
         drawn = self.sampler.next_batch(exact=True if mix.exact else None)
-        if not isinstance(drawn, dict):
-            windows, group_ids = drawn
-            drawn = {"input_ids": windows, "labels": windows, "group_ids": group_ids}
         return {key: torch.from_numpy(value).to(self.device, non_blocking=True) for key, value in drawn.items()}
 
     def _update(self, mix) -> torch.Tensor:
@@ -146,7 +139,7 @@ class Trainer:
     def _check_finite(self, value: float):
         if math.isfinite(value):
             return
-        last = ckpt.latest_valid_checkpoint(f"{self.run_dir}/checkpoints")
+        last = self.run_dir.latest_checkpoint()
         kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written before it"
         raise TrainingDiverged(f"training loss became {value} at step {self.step}; stopped ({kept}); lower --lr "
                                "or raise --warmup_steps")
@@ -212,8 +205,8 @@ class Trainer:
                             **({"test_loss": dict(zip(self.groups, test.tolist()))} if test is not None else {})})
         if status == "break":
             self.save()  # the parent state that children start from
-        elif self.write_artifacts and status == "complete":
-            self.write_artifacts(self.method.artifacts())
+        elif status == "complete":
+            self.run_dir.write_artifacts(self.method.artifacts())
         results = {"run_name": self.run_name, "method": self.method.name, "seed": self.seed, "status": status,
                    "step": self.step, "tokens": self.tokens, "groups": self.groups}
         results.update(summarize(self.groups, val, test))

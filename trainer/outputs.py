@@ -1,14 +1,11 @@
-"""The run directory: naming, config.json, metrics.jsonl, results.json, artefacts, optional wandb.
-
-Layout and fields: docs/formats.md. Files are written atomically (temporary file + rename) so a crash
-never leaves a half-written JSON; metrics.jsonl is appended line by line and, on resume, cut back to
-the checkpoint's step so that the resumed run's log equals an uninterrupted one.
+"""Writers of a run's files (the run directory itself: trainer/run_dir.py): atomic JSON (temporary file +
+rename, so a crash never leaves a half-written file), the metrics log (appended line by line and, on
+resume, cut back to the checkpoint's step so that the resumed run's log equals an uninterrupted one),
+and the optional wandb run.
 """
-import hashlib
 import json
 import math
 import os
-import re
 
 from errors import UsageError
 
@@ -31,52 +28,20 @@ def write_json(path, obj):
     os.replace(tmp, path)
 
 
-def run_base_name(config: dict) -> str:
-    """Readable and unique per configuration: task-method-groups-seed-hash (never parsed back). The hash
-    is of `config["identity"]` (trainer.config.run_identity: the flags the run uses, defaults omitted)."""
-    groups = "+".join(config["groups"])
-    if len(groups) > 60:
-        groups = "+".join(config["groups"][:3]) + f"+{len(config['groups']) - 3}more"
-    digest = hashlib.sha256(json.dumps(config["identity"], sort_keys=True, default=str).encode()).hexdigest()[:6]
-    name = f"{config['task_name']}-{config['method']}-{groups}-seed{config['selection_seed']}-{digest}"
-    if config.get("custom_name"):
-        name += f"-{config['custom_name']}"
-    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", name)
-
-
-def _has_content(path):
-    return os.path.isdir(path) and bool(os.listdir(path))
-
-
-def resolve_run_dir(output_dir: str, config: dict, explicit_name, resume: bool, must_exist=False) -> str:
-    """New run: the first free directory among NAME, NAME-2, NAME-3 ... (an explicit --run_name must
-    be free). Resume: the newest existing one."""
-    if explicit_name:
-        path = os.path.join(output_dir, explicit_name)
-        if (resume or must_exist) and not _has_content(path):
-            raise UsageError(f"--run_name {explicit_name}: nothing to continue in {path}; run without --resume first")
-        if not (resume or must_exist) and _has_content(path):
-            raise UsageError(f"--run_name {explicit_name}: {path} already holds a run; pass --resume to continue "
-                             "it or choose another --run_name")
-        return path
-    base = run_base_name(config)
-    names = [base]  # names[:-1] hold runs; names[-1] is the first free one
-    while _has_content(os.path.join(output_dir, names[-1])):
-        names.append(f"{base}-{len(names) + 1}")
-    if resume or must_exist:
-        if len(names) == 1:
-            raise UsageError(f"--resume: no earlier run of this configuration in {output_dir} (looked for {base}); "
-                             "run without --resume, or pass the --run_name of the run to continue")
-        return os.path.join(output_dir, names[-2])
-    return os.path.join(output_dir, names[-1])
-
-
 class MetricsLog:
     """Appends one JSON object per line to metrics.jsonl (and to wandb when enabled)."""
 
-    def __init__(self, run_dir, wandb_run=None):
-        self.path = os.path.join(run_dir, "metrics.jsonl")
-        self.wandb_run = wandb_run
+    def __init__(self, path, start_wandb=None):
+        """start_wandb: None, or a function that starts the wandb run (called at the first line written)."""
+        self.path = path
+        self.wandb_run = None
+        self._start_wandb = start_wandb
+
+    def close(self):
+        """Finish the wandb run, if any (the file needs no closing: every line is appended and closed)."""
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+            self.wandb_run = None
 
     def truncate_after(self, step: int):
         """Drop lines logged after `step` (work lost in a crash, to be redone by the resumed run)."""
@@ -99,6 +64,8 @@ class MetricsLog:
     def write(self, record: dict):
         with open(self.path, "a") as fh:
             fh.write(json.dumps(_clean(record)) + "\n")
+        if self._start_wandb is not None:
+            self.wandb_run, self._start_wandb = self._start_wandb(), None
         if self.wandb_run is not None:
             flat = {}
             for key, value in record.items():

@@ -32,7 +32,7 @@ from trainer.optim import build_optimizer
 args, _ = resolve({argv!r})
 data = build_data(args)
 sampler = data.make_sampler(np.full(len(data.groups), 1.0 / len(data.groups)))
-batches = [torch.from_numpy(sampler.next_batch()[0]) for _ in range({steps})]
+batches = [torch.from_numpy(sampler.next_batch()["input_ids"]) for _ in range({steps})]
 torch.manual_seed(0)
 model = build_model(args.model_name, 0, data_vocab_size=data.vocab_size, context_length=args.context_length,
                     attn_implementation="sdpa", dtype=torch.float32)

@@ -1,0 +1,113 @@
+"""The run directory: its name, its layout and every file the trainer writes into it (layout and fields:
+docs/formats.md). The only place that knows the names of the files of a run.
+
+    <output_dir>/<run name>/
+        config.json  metrics.jsonl  results.json  <method artefacts>.json
+        checkpoints/step_<N>/   model/ (--save_model)
+"""
+import hashlib
+import json
+import os
+import re
+
+from errors import UsageError
+from trainer import checkpoint as ckpt
+from trainer.outputs import MetricsLog, write_json
+
+CONFIG, RESULTS, METRICS = "config.json", "results.json", "metrics.jsonl"
+CHECKPOINTS, MODEL = "checkpoints", "model"
+
+
+def run_base_name(config: dict) -> str:
+    """Readable and unique per configuration: task-method-groups-seed-hash (never parsed back). The hash
+    is of `config["identity"]` (trainer.config.run_identity: the flags the run uses, defaults omitted)."""
+    groups = "+".join(config["groups"])
+    if len(groups) > 60:
+        groups = "+".join(config["groups"][:3]) + f"+{len(config['groups']) - 3}more"
+    digest = hashlib.sha256(json.dumps(config["identity"], sort_keys=True, default=str).encode()).hexdigest()[:6]
+    name = f"{config['task_name']}-{config['method']}-{groups}-seed{config['selection_seed']}-{digest}"
+    if config.get("custom_name"):
+        name += f"-{config['custom_name']}"
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", name)
+
+
+def _has_content(path):
+    return os.path.isdir(path) and bool(os.listdir(path))
+
+
+def resolve_run_dir(output_dir: str, config: dict, explicit_name, resume: bool, must_exist=False) -> str:
+    """New run: the first free directory among NAME, NAME-2, NAME-3 ... (an explicit --run_name must
+    be free). Resume: the newest existing one."""
+    if explicit_name:
+        path = os.path.join(output_dir, explicit_name)
+        if (resume or must_exist) and not _has_content(path):
+            raise UsageError(f"--run_name {explicit_name}: nothing to continue in {path}; run without --resume first")
+        if not (resume or must_exist) and _has_content(path):
+            raise UsageError(f"--run_name {explicit_name}: {path} already holds a run; pass --resume to continue "
+                             "it or choose another --run_name")
+        return path
+    base = run_base_name(config)
+    names = [base]  # names[:-1] hold runs; names[-1] is the first free one
+    while _has_content(os.path.join(output_dir, names[-1])):
+        names.append(f"{base}-{len(names) + 1}")
+    if resume or must_exist:
+        if len(names) == 1:
+            raise UsageError(f"--resume: no earlier run of this configuration in {output_dir} (looked for {base}); "
+                             "run without --resume, or pass the --run_name of the run to continue")
+        return os.path.join(output_dir, names[-2])
+    return os.path.join(output_dir, names[-1])
+
+
+class RunDir:
+    """One run's folder. Paths are properties; writers are atomic (temporary file + rename)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    @classmethod
+    def resolve(cls, output_dir: str, config: dict, explicit_name, resume: bool, must_exist=False) -> "RunDir":
+        return cls(resolve_run_dir(output_dir, config, explicit_name, resume, must_exist))
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(os.path.normpath(self.path))
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    @property
+    def checkpoints(self) -> str:
+        return self.file(CHECKPOINTS)
+
+    @property
+    def model_dir(self) -> str:
+        return self.file(MODEL)
+
+    def has_saved_model(self) -> bool:
+        return os.path.isfile(os.path.join(self.model_dir, "model.safetensors"))
+
+    def latest_checkpoint(self):
+        """The newest valid checkpoint directory, or None."""
+        return ckpt.latest_valid_checkpoint(self.checkpoints)
+
+    # -- writing -------------------------------------------------------------------------------
+    def create(self, config: dict) -> None:
+        os.makedirs(self.path, exist_ok=True)
+        write_json(self.file(CONFIG), config)
+
+    def metrics_log(self, start_wandb=None) -> MetricsLog:
+        return MetricsLog(self.file(METRICS), start_wandb)
+
+    def save_checkpoint(self, step, model, optimizer, scheduler, state: dict, keep: int) -> str:
+        return ckpt.save_checkpoint(self.checkpoints, step, model, optimizer, scheduler, state, keep=keep)
+
+    def write_artifacts(self, files: dict) -> None:
+        """{file name: JSON object}: a method's artefacts."""
+        for name, obj in files.items():
+            write_json(self.file(name), obj)
+
+    def write_results(self, results: dict) -> None:
+        write_json(self.file(RESULTS), results)
+
+    def save_model(self, model) -> None:
+        model.save_pretrained(self.model_dir)
