@@ -1,39 +1,12 @@
 """Batch composition and per-group order: the mixture rules shared by every sampler.
 
-`BatchComposer` decides WHICH group each of the B rows of a batch comes from; `EpochOrder` decides
-WHICH item of that group comes next. `data.sampler.MixtureSampler` (token windows) and
-`data.instruction_sampler.InstructionSampler` (instruction examples) both delegate to them, so an
-instruction-task run composes its batches exactly like a token-window run with the same seed and
-weights (`tests/test_instructions.py` checks this draw by draw).
-
-Composition of a batch (how many items per group, for weights w on the simplex and batch size B):
-
-- `sampling="exact"`: per-batch counts are floor(w*B) plus one extra item for r = B - sum(floor)
-  groups, chosen so that the carried error (w*B*n minus the items given, over the n batches drawn
-  since the weights last changed) stays below one item. Each batch is then within 1 item of w*B
-  per group, and long-run counts within 1 item of w*N. Choosing the extras is a Pfair scheduling
-  problem (r processors, task rates frac(w*B)); we use the PD^2 priority rule (Anderson & Srinivasan
-  2000, `pd2_extras`), which is optimal, so the bound holds for every weight vector. (Plain "largest
-  carried error" greedy, Megatron's blended-dataset rule, drifts to ~1.1 items for some weights.)
-  When `set_weights` changes the values the carried error restarts at 0: each mixture phase (an
-  Aioli probe, a Skill-it round) is then exact on its own instead of paying off the previous phase's
-  rounding with the new weights.
-- `sampling="multinomial"`: the group of each row is i.i.d. Categorical(w) (the paper's
-  behaviour). `next(exact=True)` forces the exact rule for one batch (Aioli's probes).
-
-Order within a batch: exact batches are shuffled with the composition RNG (so micro-batches of a
-split batch have the batch's mixture on average, not one group each); multinomial batches keep their
-i.i.d. draw order. Both are deterministic given the seed.
-
-Order within a group (`EpochOrder`): a permutation of its item indices, regenerated from (seed,
-group, epoch), and a cursor. A group that runs out starts its next epoch with a fresh permutation.
-Changing the weights touches neither, so a mixture change never repeats nor skips an item within an
-epoch, and the state that resumes the stream is a few integers per group (permutations are
-regenerated, never saved).
-
-RNGs: one `np.random.Generator` per group and epoch seeded from SeedSequence((seed, 0, crc32(group),
-epoch)), and one for composition draws from (seed, 1, crc32("composition")): stable across processes
-and Python versions (never `hash()`, never the global RNG).
+- `BatchComposer` decides which group each of the B rows of a batch comes from: `exact` (floor(w*B) plus
+  extras chosen by the PD^2 rule, so every batch is within one row of w*B per group and the long run
+  within one row of w*N) or `multinomial` (i.i.d., the paper's); `next(exact=True)` forces exact.
+- `EpochOrder` decides which item of a group comes next: a seeded permutation per (group, epoch) and a
+  cursor, untouched by mixture changes; its state is a few integers per group.
+- Both samplers (token windows, instruction examples) delegate to them. The rules, RNGs and bounds in
+  full: docs/data.md.
 """
 from __future__ import annotations
 

@@ -1,39 +1,11 @@
 """Natural Instructions task files -> fixed splits and tokenized examples (cached, never pickled).
 
-Task files: `<dir>/<name>.json` of the allenai/natural-instructions repository (`--train_data_dir` is
-its root or its `tasks/` folder). Fields used: `Definition` (a string in the older schema, a list in
-the newer one, whose element 0 is used) and `Instances` (objects with `input` and an `output` list).
-An instance with no non-empty output is skipped and counted.
-
-Example text (our documented choice; the paper glued `Definition + "Input: " + input + "\\n"` with no
-separator and no output tag):
-
-    prompt = definition + "\\n\\nInput: " + input + "\\nOutput:"
-    answer = " " + output
-
-The space after "Output:" belongs to the ANSWER: byte-level BPE tokenizers (GPT-NeoX/Pythia, GPT-2)
-attach a word's leading space to the word ("Ġpositive"), so with the space on the answer side the
-prompt/answer boundary falls between tokens in the usual case, and the scored tokens decode exactly
-to " " + output.
-
-Boundary rule: prompt + answer are tokenized TOGETHER (the model sees that tokenization), and the
-first answer token is the first token whose character span (the tokenizer's offset mapping) ends
-after the last prompt character. A token that straddles the boundary (BPE merged prompt and answer
-characters) is therefore assigned to the answer: every answer character is scored, at the price of
-scoring the few prompt characters merged into it.
-
-Splits: per task, a permutation of the usable instances seeded from (--instruction_split_seed,
-crc32(file name)); val = the first `val_size`, test = the next `test_size`, train = the rest. The
-answer of an instance with several outputs is one of them, drawn once per instance from a generator
-seeded the same way, so the split and the answers are part of the data, identical for every
---selection_seed (runs with different seeds are evaluated on the same examples). A task with fewer
-than 2*(val+test) usable instances gets proportionally smaller val/test sets, so that at least half
-of it stays for training. The paper's split (np.random.seed(0), shipped as pickles) is not reproduced.
-
-Cache (one directory, see data/instructions.py): `<file name>.split.json` (the split, the answer
-choices, the source file's sha256 and the settings it was built with) beside `<file name>.tokens.npz`
-(flat int32 token ids, per-example starts, first answer token; read with allow_pickle=False).
-Entries whose recorded settings or source hash differ are rebuilt.
+- Example text: prompt = definition + "\\n\\nInput: " + input + "\\nOutput:", answer = " " + output.
+- Prompt and answer are tokenized together; the first answer token is the first token whose character
+  span ends after the prompt (a straddling token is scored).
+- Splits per task from (--instruction_split_seed, file name): val, test, then train; identical for every
+  --selection_seed. Cache: `<file>.split.json` + `<file>.tokens.npz` (allow_pickle=False), rebuilt when
+  their settings or the source file change. In full: docs/data.md.
 """
 from __future__ import annotations
 

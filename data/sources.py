@@ -1,25 +1,10 @@
 """Readers of the raw input layouts that `data.prepare` accepts; each yields (group, split, text) documents.
 
-Layouts (`detect_layout`):
-
-- "slimpajama": SlimPajama-627B as distributed: `train/`, `validation/`, `test/` folders (any depth, e.g.
-  `chunk1/`) of `*.jsonl.zst` (or `*.jsonl`) files. `validation/` -> the val split, `test/` -> test.
-- "jsonl": one `.jsonl` / `.jsonl.zst` file, or a directory searched recursively for them. The val and test
-  splits are carved out per document by a seeded hash of its text (`hash_split`): with
-  key = sha256(str(seed) + "\\0" + utf-8 text) and u = (first 8 bytes of key, big-endian) / 2**64 in [0, 1),
-  a document goes to val if u < val_fraction, else to test if u < val_fraction + test_fraction, else to
-  train. So the split does not depend on file order or file boundaries, and duplicate documents never
-  straddle splits.
-- "hf_disk": a `datasets.DatasetDict` saved with `save_to_disk`, with `train` and `test` splits. train = the
-  group's rows of `train` in order; val/test = the group's rows of `test` after `shuffle(seed=42)`, even
-  positions -> val and odd -> test (the paper's SlimPajama-6B recipe). Read through the memory-mapped
-  arrow files in batches, never copied or written to (no `filter`: it would write cache files there).
-- "shards": already prepared (a `meta.json` of format aioli-shards, or the paper's headerless
-  `<dir>/<group>/train.bin`); nothing to read.
-
-Records are `{"text": str, "meta": {"redpajama_set_name": "RedPajamaArXiv"}}`; the short group name
-(`"arxiv"`) is accepted as set name too. Lines that are not such a JSON object are malformed: counted and
-skipped, or fatal with `strict`. Records of an unknown set name are counted and skipped.
+- `slimpajama`: train/ validation/ test/ folders of *.jsonl(.zst); `jsonl`: files whose val/test
+  documents are chosen by a seeded hash of their text (`hash_split`); `hf_disk`: a saved DatasetDict
+  (the paper's SlimPajama-6B recipe); `shards`: already prepared.
+- Records: {"text", "meta": {"redpajama_set_name"}}; malformed lines and unknown sets are counted and
+  skipped (fatal with `strict`). The layouts and the split rules in full: docs/data.md.
 """
 import hashlib
 import io

@@ -91,7 +91,7 @@ def _write_jsonl(path, lines):
     path.write_bytes(zstandard.ZstdCompressor().compress(data) if path.name.endswith(".zst") else data)
 
 
-def _hash_split(text, seed, vf, tf):  # the formula in data/sources.py's docstring, written out again
+def _hash_split(text, seed, vf, tf):  # the formula in docs/data.md, written out again
     u = int.from_bytes(hashlib.sha256(str(seed).encode() + b"\0" + text.encode()).digest()[:8], "big") / 2**64
     return "val" if u < vf else "test" if u < vf + tf else "train"
 
