@@ -1,19 +1,21 @@
-"""The pipelines (scripts/<setting>/..., bodies in scripts/lib/pipelines.sh): every setting's control flow
-and flags with a stub interpreter (no training), then the two-group pipelines end to end on real tiny
-runs (marked slow; main.py runs in a pre-imported, forked interpreter so that the runs fit the test
-budget).
+"""The pipelines: scripts/run.sh SETTING PIPELINE (bodies in scripts/lib/pipelines.sh) and the paper-style
+entry scripts scripts/<setting>/... that call it.
 
-The `slow` mark is not registered yet; tests/conftest.py should add
-`config.addinivalue_line("markers", "slow: end-to-end runs of main.py")` in `pytest_configure`."""
+A stub interpreter (PYTHON) records every main.py and mixing_law_fitting.py call a pipeline makes, so
+the control flow and flags of every setting are checked without training. The in-process tests then
+replay what the stub recorded for a pipeline, stage after stage, with main.main and
+mixing_law_fitting.main on real tiny runs: each stage reads the real files its predecessor wrote."""
 import json
 import os
+import re
+import shutil
 import stat
 import subprocess
-import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = os.path.join(ROOT, "scripts", "run.sh")
 SETTINGS = {
     "arxiv_stackexchange": ["arxiv", "stackexchange"],
     "github_c4": ["github", "c4"],
@@ -22,14 +24,18 @@ SETTINGS = {
     "cc_github_wikipedia": ["cc", "github", "wikipedia"],
     "full": ["arxiv", "book", "c4", "cc", "github", "stackexchange", "wikipedia"],
 }
-PIPELINES = ["stratified.sh", "sweep/run.sh", "dml/run.sh", "skillit/run.sh", "doremi/run.sh", "doge/run.sh",
-             "aioli/run.sh", "aioli/restricted.sh"]
-DYNAMIC = ["arxiv_stackexchange", "arxiv_book_stackexchange"]
-ABLATIONS = ["aioli/static.sh", "aioli/diagonal.sh"]  # the full setting only
-# The paper's Aioli rows: --lp_rounds, --lp_steps, --eta, --ema, --update_steps, --one_hot_factor
-AIOLI_ROWS = {2: ("4", "4", "0.2", "0.1", "250", "0.625"), 3: ("4", "6", "0.1", "0.5", "250", "0.5"),
-              7: ("2", "10", "1", "0.1", "200", "0.75")}
+# In this order: later pipelines reuse what earlier ones ran (dml the sweep, doremi the stratified run),
+# and the Aioli variants are compared with the unrestricted run.
+PIPELINES = ["stratified", "sweep", "dml", "skillit", "doremi", "doge", "aioli", "aioli_restricted", "aioli_static",
+             "aioli_diagonal", "dynamic"]
+# entry script (relative to scripts/<setting>/) -> pipeline
+ENTRY = {"stratified.sh": "stratified", "sweep/run.sh": "sweep", "sweep/dynamic.sh": "dynamic", "dml/run.sh": "dml",
+         "skillit/run.sh": "skillit", "doremi/run.sh": "doremi", "doge/run.sh": "doge", "aioli/run.sh": "aioli",
+         "aioli/restricted.sh": "aioli_restricted", "aioli/static.sh": "aioli_static",
+         "aioli/diagonal.sh": "aioli_diagonal"}
 AIOLI_FLAGS = ("--lp_rounds", "--lp_steps", "--eta", "--ema", "--update_steps", "--one_hot_factor")
+ENVIRONMENT = ("SLIMPAJAMA_DIR", "OUTPUT_DIR", "SEEDS", "PYTHON", "SWEEP_GRID", "SWEEP_POINTS", "AIOLI_PRIOR",
+               "PRIOR_STEPS", "BREAK_STEPS", "REMAINING_STEPS")
 
 # Stands in for `python` (bash: a Python stub's start-up would dominate the test): logs its argv
 # (unit separator between arguments, record separator after each call) and writes what each stage's
@@ -72,8 +78,12 @@ fi
 """
 
 
-def run_script(path, env, extra=()):
-    return subprocess.run(["bash", path, *extra], env=env, capture_output=True, text=True, timeout=600)
+def run_script(argv, env, cwd=None):
+    return subprocess.run(["bash", *argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def dispatch(env, setting, pipeline, *extra):
+    return run_script([RUN, setting, pipeline, *extra], env)
 
 
 def flag(argv, name):
@@ -99,129 +109,215 @@ def stub_env(tmp_path):
     stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
     env = dict(os.environ, PYTHON=str(stub), STUB_LOG=str(tmp_path / "log"), SLIMPAJAMA_DIR="/data/sp",
                OUTPUT_DIR=str(tmp_path / "out"), SEEDS="0")
+    for name in ENVIRONMENT[4:]:  # the pipelines' defaults, whatever the caller's environment says
+        env.pop(name, None)
     return env, tmp_path
 
 
-def calls(tmp_path, clear=True):
-    """(main.py argvs, fitting subcommands) logged by the stub since the last call."""
+def logged(tmp_path, clear=True):
+    """Every call (argv, the script first) logged by the stub since the last clear."""
     path = tmp_path / "log"
     rows = [r.split("\x1f")[:-1] for r in path.read_text().split("\x1e")[:-1]] if path.exists() else []
     if clear and path.exists():
         path.unlink()
-    return [r for r in rows if os.path.basename(r[0]) == "main.py"], [r[1] for r in rows if r[0].endswith("fitting.py")]
+    return rows
 
 
+def calls(tmp_path):
+    """(main.py argvs, mixing_law_fitting.py argvs from the subcommand on) logged since the last call."""
+    rows = logged(tmp_path)
+    return [r for r in rows if os.path.basename(r[0]) == "main.py"], \
+        [r[1:] for r in rows if os.path.basename(r[0]) == "mixing_law_fitting.py"]
+
+
+def pipeline_functions():
+    with open(os.path.join(ROOT, "scripts", "lib", "pipelines.sh")) as fh:
+        return re.findall(r"^([a-z_]+)_pipeline\(\)", fh.read(), flags=re.M)
+
+
+# -- the dispatcher ------------------------------------------------------------------------------------
+def test_dispatcher_offers_every_pipeline_and_setting():
+    help_ = run_script([RUN, "--help"], dict(os.environ))
+    assert help_.returncode == 0 and help_.stderr == ""
+    listed = help_.stdout.split("pipelines:")[1].split("environment:")[0]
+    assert sorted(line.split()[0] for line in listed.strip().splitlines()) == sorted(pipeline_functions())
+    assert sorted(PIPELINES) == sorted(pipeline_functions())
+    settings = help_.stdout.split("settings")[1].split("pipelines:")[0]
+    for setting, groups in SETTINGS.items():
+        assert f"{setting} " in settings and " ".join(groups) in settings
+    for name in ENVIRONMENT:
+        assert name in help_.stdout.split("environment:")[1]
+    bare = run_script([RUN], dict(os.environ))  # no arguments: the same text, as a usage error
+    assert bare.returncode == 2 and bare.stdout == "" and bare.stderr == help_.stdout
+    lib = os.path.join(ROOT, "scripts", "lib")
+    for path in (RUN, os.path.join(lib, "common.sh"), os.path.join(lib, "pipelines.sh")):
+        assert subprocess.run(["bash", "-n", path], capture_output=True).returncode == 0, path
+
+
+@pytest.mark.parametrize("argv,named,valid", [
+    (["nosuch", "doremi"], "nosuch", SETTINGS),
+    (["full", "nosuch"], "nosuch", PIPELINES),
+    (["github_c4"], None, PIPELINES),
+    (["doremi", "full"], "doremi", SETTINGS),  # swapped
+])
+def test_dispatcher_refuses_unknown_names(stub_env, argv, named, valid):
+    env, tmp = stub_env
+    env.pop("SLIMPAJAMA_DIR")  # the names are checked first
+    res = run_script([RUN, *argv, "--num_threads", "1"], env)
+    assert res.returncode == 2 and res.stdout == ""
+    (line,) = res.stderr.splitlines()
+    assert named is None or f"'{named}'" in line
+    assert all(re.search(rf"[ (]{v}[ )]", line) for v in valid), line
+    assert logged(tmp) == []
+
+
+# -- every setting and pipeline with the stub ----------------------------------------------------------
 @pytest.mark.parametrize("setting", list(SETTINGS))
 def test_every_pipeline_with_a_stub(stub_env, setting):
     env, tmp = stub_env
     groups, k, full = SETTINGS[setting], len(SETTINGS[setting]), setting == "full"
-    steps = "40000" if full else "5000"
     out = os.path.join(env["OUTPUT_DIR"], setting)
-    extra = (["sweep/dynamic.sh"] if setting in DYNAMIC else []) + (ABLATIONS if full else [])
-    assert sorted(extra + PIPELINES) == sorted(scripts_of(setting))  # every script of the setting is checked
-    for name in PIPELINES + extra:
-        path = os.path.join(ROOT, "scripts", setting, name)
-        assert os.access(path, os.X_OK), path
-        res = run_script(path, env, ["--num_threads", "1"])
+    swept = [os.path.join(out, "sweep_seed0"), os.path.join(out, "stratified_seed0")]  # what the fits read
+    steps, seen = set(), {}
+    for name in PIPELINES:
+        res = dispatch(env, setting, name, "--num_threads", "1")
         assert res.returncode == 0, (name, res.stderr)
         runs, fits = calls(tmp)
-        for argv in runs:  # the common flags, the user's flags last, one seed
+        seen[name] = runs
+        for argv in runs:  # the setting's groups and data, the user's flags last, one seed
             assert argv[-2:] == ["--num_threads", "1"], (name, argv)
-            assert values(argv, "--slice_list") == groups and flag(argv, "--train_data_dir") == "/data/sp"
-            assert flag(argv, "--model") == "EleutherAI/pythia-160m" and flag(argv, "--lr") == "0.0005"
-            assert flag(argv, "--selection_seed") == "0" and flag(argv, "--context_length") == "2048"
-            assert flag(argv, "--max_steps") == steps
+            assert values(argv, "--slice_list") == groups
+            assert flag(argv, "--train_data_dir") == flag(argv, "--val_data_dir") == "/data/sp"
+            assert flag(argv, "--selection_seed") == "0"
+            steps.add(flag(argv, "--max_steps"))
         names = [os.path.relpath(os.path.join(flag(a, "--output_dir"), flag(a, "--run_name")), out) for a in runs]
-        if name == "stratified.sh":
+        if name == "stratified":
             assert names == ["stratified_seed0"] and "--save_model" in runs[0]
-        elif name == "sweep/run.sh":
+            assert flag(runs[0], "--sample_rule") == "stratified"
+        elif name == "sweep":
             # k=2: 11 grid points minus the uniform one (the stratified run); k>=3: SWEEP_POINTS=10
             assert names == [f"sweep_seed0/mix{i:02d}" for i in range(1, 12) if k > 2 and i <= 10 or k == 2 and i != 6]
-            assert fits == ["cover", "best"] and os.path.isfile(os.path.join(out, "grid_seed0.json"))
-        elif name == "dml/run.sh":
-            assert names == ["dml_final_seed0"] and fits == ["linreg"]  # the sweep is reused
-            assert flag(runs[0], "--proportions_file") == os.path.join(out, "dml_fit_seed0.json")
-        elif name == "skillit/run.sh":
+            with open(os.path.join(out, "sweep_seed0", "mixtures.txt")) as fh:
+                mixtures = [[float(x) for x in line.split(",")] for line in fh.read().split()]
+            for argv in runs:
+                weights = [float(x) for x in values(argv, "--proportions")]
+                assert flag(argv, "--sample_rule") == "mixture" and weights in mixtures and len(set(weights)) > 1
+            assert [f[0] for f in fits] == ["cover", "best"]
+            assert values(fits[1], "--run_dir") == swept
+            assert flag(fits[1], "--output") == os.path.join(out, "grid_seed0.json")
+            assert os.path.isfile(os.path.join(out, "grid_seed0.json"))
+        elif name == "dml":
+            assert names == ["dml_final_seed0"] and [f[0] for f in fits] == ["linreg"]  # the sweep is reused
+            assert values(fits[0], "--run_dir") == swept
+            fitted = os.path.join(out, "dml_fit_seed0.json")
+            assert flag(runs[0], "--proportions_file") == flag(fits[0], "--output") == fitted
+            assert flag(runs[0], "--custom_name") == "dml_final"
+        elif name == "skillit":
+            graph = os.path.join(out, "skillit_graph_seed0")
             assert names == [f"skillit_graph_seed0/onehot_{g}" for g in groups] + ["skillit_seed0"]
             for i, argv in enumerate(runs[:k]):
                 assert [float(x) for x in values(argv, "--proportions")] == [float(i == j) for j in range(k)]
+            assert [f[0] for f in fits] == ["skills_graph"] and values(fits[0], "--run_dir") == [graph]
             online = runs[-1]
-            assert flag(online, "--update_steps") == ("400" if full else "500") and flag(online, "--eta") == "0.2"
-            assert flag(online, "--graph_path") == os.path.join(out, "skillit_graph_seed0", "graph.json")
-        elif name == "doremi/run.sh":
+            assert "--skillit" in online and flag(online, "--update_steps") is not None
+            assert flag(online, "--graph_path") == flag(fits[0], "--output") == os.path.join(graph, "graph.json")
+        elif name == "doremi":
             assert names == ["doremi_proxy_seed0", "doremi_final_seed0"]  # the reference is the stratified run
             proxy, final = runs
+            (reference,) = seen["stratified"]
+            assert "--doremi" in proxy
             assert flag(proxy, "--doremi_reference_model_path") == os.path.join(out, "stratified_seed0")
-            assert flag(proxy, "--gradient_accumulation_steps") == (None if full else "2")
-            assert flag(proxy, "--batch_size") == "8" and flag(proxy, "--max_steps") == steps
+            for f in ("--max_steps", "--batch_size"):  # the proxy sees as many tokens as the reference
+                assert flag(proxy, f) == flag(reference, f)
             assert flag(final, "--proportions_file") == os.path.join(out, "doremi_proxy_seed0", "doremi.json")
-            assert flag(final, "--custom_name") == "doremi_final"
-        elif name == "doge/run.sh":
+            assert flag(final, "--custom_name") == "doremi_final" and flag(final, "--sample_rule") == "mixture"
+        elif name == "doge":
+            assert names == ["doge_proxy_seed0", "doge_final_seed0"]
             proxy, final = runs
-            expect = ("4", "4", "0.1") if full else (("6", "2", "0.01") if k == 2 else ("4", "4", "0.01"))
-            got = tuple(flag(proxy, f) for f in ("--batch_size", "--doge_val_batch_size", "--doge_mu"))
-            assert got == expect
+            assert "--doge" in proxy and flag(proxy, "--custom_name") == "doge_proxy"
             assert flag(final, "--proportions_file") == os.path.join(out, "doge_proxy_seed0", "doge.json")
-            assert flag(final, "--custom_name") == "doge_final"
-        elif name.startswith("aioli/"):
-            variant = os.path.basename(name)[:-3]
-            run_name, custom = {"run": ("aioli", None), "restricted": ("aioli_restricted", "restricted"),
-                                "static": ("aioli_static", "aioli_static"),
-                                "diagonal": ("aioli_diagonal", "diagonal")}[variant]
-            assert names == [f"{run_name}_seed0"]
+            assert flag(final, "--custom_name") == "doge_final" and flag(final, "--sample_rule") == "mixture"
+        elif name.startswith("aioli"):
+            custom = {"aioli": None, "aioli_restricted": "restricted", "aioli_static": "aioli_static",
+                      "aioli_diagonal": "diagonal"}[name]
+            assert names == [f"{name}_seed0"]
             (argv,) = runs
             assert "--aioli" in argv and "--aioli_normalize_A" in argv and flag(argv, "--custom_name") == custom
-            assert flag(argv, "--num_ckpts") == "20" and ("--save_model" in argv) == full
-            assert flag(argv, "--eval_batch_size") == ("16" if full else None)
-            row = dict(zip(AIOLI_FLAGS, AIOLI_ROWS[k]))
-            if variant == "static":  # one LearnParams, then fixed: no update schedule
-                row.update({"--ema": None, "--update_steps": None})
+            assert ("--save_model" in argv) == full  # the full setting keeps its Aioli models
+            row = {f: flag(argv, f) for f in AIOLI_FLAGS}
+            unrestricted = {f: flag(seen["aioli"][0], f) for f in AIOLI_FLAGS}
+            assert None not in unrestricted.values()
+            if name == "aioli_static":  # one LearnParams, then fixed: no update schedule
+                unrestricted.update({"--ema": None, "--update_steps": None})
                 assert "--aioli_static" in argv
-            if variant == "diagonal":
-                row.update({"--update_steps": "2000", "--one_hot_factor": "1"})
+            if name == "aioli_diagonal":  # one-hot probes, its own update schedule
+                assert row.pop("--update_steps") and unrestricted.pop("--update_steps")
+                unrestricted["--one_hot_factor"] = "1"
                 assert "--aioli_diagonal" in argv
-            assert {f: flag(argv, f) for f in AIOLI_FLAGS} == row
-            if variant == "restricted":  # uniform prior for half the run by default
+            assert row == unrestricted
+            if name == "aioli_restricted":  # uniform prior for half the run by default
                 assert values(argv, "--aioli_prior") == ["1"] * k
-                assert flag(argv, "--prior_steps") == str(int(steps) // 2)
+                assert flag(argv, "--prior_steps") == str(int(flag(argv, "--max_steps")) // 2)
             else:
                 assert flag(argv, "--aioli_prior") is None and flag(argv, "--prior_steps") is None
         else:  # dynamic: parents break at 2000, children continue each parent for 100 steps
             n = 11 if k == 2 else 10
+            dyn = os.path.join(out, "dynamic_seed0")
             parents = [a for a in runs if flag(a, "--break_steps")]
             children = [a for a in runs if flag(a, "--resume_model_path")]
-            assert len(parents) == n and len(children) == n * n
+            assert len(parents) == n and len(children) == n * n and len(runs) == n + n * n
             assert {flag(a, "--break_steps") for a in parents} == {"2000"}
             assert {flag(a, "--remaining_steps") for a in children} == {"100"}
+            assert {flag(a, "--resume_model_path") for a in children} == {os.path.join(dyn, f"parent{i:02d}")
+                                                                           for i in range(1, n + 1)}
+    assert len(steps) == 1  # every run of a setting has the same length
     # re-running a finished pipeline reuses every stage
-    for name in ("doremi/run.sh", "aioli/restricted.sh"):
-        res = run_script(os.path.join(ROOT, "scripts", setting, name), env)
+    for name in ("doremi", "aioli_restricted"):
+        res = dispatch(env, setting, name)
         assert res.returncode == 0 and calls(tmp)[0] == [] and "finished earlier" in res.stderr
 
 
-def scripts_of(setting):
+def entry_scripts(setting):
     top = os.path.join(ROOT, "scripts", setting)
-    return sorted(os.path.relpath(os.path.join(d, f), top) for d, _, fs in os.walk(top) for f in fs if f.endswith(".sh"))
+    return sorted(os.path.relpath(os.path.join(d, f), top)
+                  for d, _, fs in os.walk(top) for f in fs if f.endswith(".sh"))
 
 
-def test_entry_scripts_are_thin_and_parse():
-    """Every scripts/<setting>/... entry point parses, keeps strict mode and only calls its lib pipeline."""
-    for setting in SETTINGS:
-        for name in scripts_of(setting):
-            path = os.path.join(ROOT, "scripts", setting, name)
-            assert subprocess.run(["bash", "-n", path], capture_output=True).returncode == 0, path
-            code = [ln for ln in open(path).read().splitlines() if ln.strip() and not ln.startswith("#")]
-            assert code[0] == "set -euo pipefail" and code[-2] == f"setting {setting}", path
-            assert code[-1].endswith('_pipeline "$@"') and len(code) == 4, path
-    for lib in ("common.sh", "pipelines.sh"):
-        path = os.path.join(ROOT, "scripts", "lib", lib)
-        assert subprocess.run(["bash", "-n", path], capture_output=True).returncode == 0, path
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_entry_scripts_call_the_dispatcher(stub_env, setting):
+    """Every scripts/<setting>/... entry point is a one-line call of scripts/run.sh SETTING PIPELINE and,
+    run from another directory, makes exactly the calls the dispatcher makes."""
+    env, tmp = stub_env
+    env.update(BREAK_STEPS="7", REMAINING_STEPS="3", SWEEP_GRID="0.5", SWEEP_POINTS="3")  # small sweeps
+    out = env["OUTPUT_DIR"]
+    scripts = entry_scripts(setting)
+    assert "stratified.sh" in scripts and set(scripts) <= set(ENTRY), scripts
+    for name in scripts:
+        path = os.path.join(ROOT, "scripts", setting, name)
+        assert os.access(path, os.X_OK), path
+        lines = open(path).read().splitlines()
+        assert lines[0] == "#!/usr/bin/env bash" and "set -euo pipefail" in lines, path
+        comments = [ln for ln in lines[1:] if ln.startswith("#")]
+        code = [ln for ln in lines[1:] if ln.strip() and not ln.startswith("#")]
+        assert len(comments) <= 1 and len(code) == 2, path
+        match = re.fullmatch(r'exec bash "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)/([./]+)/run\.sh" (\w+) (\w+) "\$@"',
+                             code[1])
+        assert match and match.group(2, 3) == (setting, ENTRY[name]), (path, code[1])
+        results = []
+        # the entry script from another directory, then the dispatcher, each on an empty OUTPUT_DIR
+        for argv, cwd in (([path, "--num_threads", "1"], str(tmp)),
+                          ([RUN, setting, ENTRY[name], "--num_threads", "1"], None)):
+            shutil.rmtree(out, ignore_errors=True)
+            res = run_script(argv, env, cwd=cwd)
+            results.append((res.returncode, res.stderr, logged(tmp)))
+        assert results[0] == results[1], name
+        assert results[0][0] == 0 and results[0][2], (name, results[0][1])
 
 
 def test_restricted_prior_from_the_environment(stub_env):
     env, tmp = stub_env
     env.update(AIOLI_PRIOR="3 7", PRIOR_STEPS="1000")
-    res = run_script(os.path.join(ROOT, "scripts", "github_c4", "aioli", "restricted.sh"), env, ["--eta", "0.5"])
+    res = dispatch(env, "github_c4", "aioli_restricted", "--eta", "0.5")
     assert res.returncode == 0, res.stderr
     (argv,) = calls(tmp)[0]
     assert values(argv, "--aioli_prior") == ["3", "7"] and flag(argv, "--prior_steps") == "1000"
@@ -231,103 +327,61 @@ def test_restricted_prior_from_the_environment(stub_env):
 def test_default_seeds_and_missing_data(stub_env):
     env, tmp = stub_env
     env.pop("SEEDS")
-    for setting, script, seeds in (("full", "stratified.sh", ["0", "1", "2"]),
-                                   ("github_c4", "stratified.sh", ["0", "1", "2", "3", "4"]),
-                                   ("full", "aioli/static.sh", ["0", "1", "2"]),
-                                   ("cc_github_wikipedia", "aioli/run.sh", ["0", "1", "2", "3", "4"])):
-        assert run_script(os.path.join(ROOT, "scripts", setting, script), env).returncode == 0
+    for setting, pipeline, seeds in (("full", "stratified", ["0", "1", "2"]),
+                                     ("github_c4", "stratified", ["0", "1", "2", "3", "4"]),
+                                     ("full", "aioli_static", ["0", "1", "2"]),
+                                     ("cc_github_wikipedia", "aioli", ["0", "1", "2", "3", "4"])):
+        assert dispatch(env, setting, pipeline).returncode == 0
         assert [flag(a, "--selection_seed") for a in calls(tmp)[0]] == seeds
     env.pop("SLIMPAJAMA_DIR")
-    res = run_script(os.path.join(ROOT, "scripts", "full", "doge", "run.sh"), env)
-    assert res.returncode != 0 and "SLIMPAJAMA_DIR" in res.stderr
+    res = dispatch(env, "full", "doge")
+    assert res.returncode != 0 and "SLIMPAJAMA_DIR" in res.stderr and logged(tmp) == []
 
 
-# -- real runs (tiny model, tiny shards) --------------------------------------------------------------
-TINY = ["--model", "tiny", "--max_steps", "6", "--batch_size", "4", "--context_length", "64", "--num_ckpts", "2",
-        "--max_eval_samples", "4", "--warmup_steps", "1", "--num_threads", "1", "--no_progress",
-        "--slice_list", "arxiv", "stackexchange"]
+def test_interrupted_stages_are_resumed_or_restarted(stub_env):
+    env, tmp = stub_env
+    out = os.path.join(env["OUTPUT_DIR"], "github_c4")
+    os.makedirs(os.path.join(out, "doge_proxy_seed0"))
+    with open(os.path.join(out, "doge_proxy_seed0", "config.json"), "w") as fh:
+        fh.write("{}")  # as if it died before its first checkpoint
+    os.makedirs(os.path.join(out, "doge_final_seed0", "checkpoints", "step_00000040"))
+    res = dispatch(env, "github_c4", "doge")
+    assert res.returncode == 0, res.stderr
+    proxy, final = calls(tmp)[0]
+    assert "starting it again" in res.stderr and "--resume" not in proxy
+    assert not os.path.exists(os.path.join(out, "doge_proxy_seed0", "config.json"))
+    assert "resuming it" in res.stderr and "--resume" in final
 
 
-# A warm interpreter: importing torch and transformers costs ~5 s per main.py call, which would put
-# these eleven runs far over the test budget. The server imports them once and forks a child per
-# call; the client (the PYTHON the scripts use) passes its argv, cwd, environment and stdio file
-# descriptors and exits with the child's status, so each script runs main.py for real.
-SERVER = r"""
-import json, os, runpy, socket, sys, traceback
-sys.path.insert(0, sys.argv[2])
-import torch, transformers, transformers.models.gpt_neox.modeling_gpt_neox, scipy.optimize  # noqa: E401
-import main, mixing_law_fitting  # noqa: E401
-srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-srv.bind(sys.argv[1])
-srv.listen()
-print("ready", flush=True)
-while True:
-    conn, _ = srv.accept()
-    data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-    req = json.loads(data)
-    pid = os.fork()
-    if pid == 0:
-        srv.close()
-        for target, fd in zip((0, 1, 2), fds):
-            os.dup2(fd, target)
-        os.environ.clear()
-        os.environ.update(req["env"])
-        os.chdir(req["cwd"])
-        sys.argv = req["argv"]
-        sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
-        code = 0
+# -- the stages in-process, on real tiny runs ----------------------------------------------------------
+# Appended last to every call (the last value of a flag wins): a tiny model on the tiny shards.
+TINY = ["--model", "tiny", "--checkpoint", "0", "--batch_size", "4", "--gradient_accumulation_steps", "1",
+        "--context_length", "64", "--max_steps", "4", "--warmup_steps", "1", "--num_ckpts", "1",
+        "--eval_batch_size", "4", "--max_eval_samples", "4", "--max_test_samples", "4", "--num_threads", "1",
+        "--no_progress"]
+
+
+def record(stub_env, data, pipeline, *extra, **environment):
+    """The calls the arxiv_stackexchange pipeline makes (stub), with the stub's outputs removed again."""
+    env, tmp = stub_env
+    env.update(SLIMPAJAMA_DIR=data, SWEEP_GRID="0.5", **environment)
+    res = dispatch(env, "arxiv_stackexchange", pipeline, *TINY, *extra)
+    assert res.returncode == 0, res.stderr
+    shutil.rmtree(env["OUTPUT_DIR"])
+    return logged(tmp), os.path.join(env["OUTPUT_DIR"], "arxiv_stackexchange")
+
+
+def replay(rows):
+    """Run the recorded calls in this process, in order: main.main / mixing_law_fitting.main."""
+    import main
+    import mixing_law_fitting
+
+    entry = {"main.py": main.main, "mixing_law_fitting.py": mixing_law_fitting.main}
+    for argv in rows:
         try:
-            runpy.run_path(sys.argv[0], run_name="__main__")
+            entry[os.path.basename(argv[0])](argv[1:])
         except SystemExit as err:
-            code = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    for fd in fds:
-        os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    conn.sendall(str(os.waitstatus_to_exitcode(status)).encode())
-    conn.close()
-"""
-CLIENT = r"""
-import json, os, socket, sys
-sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-sock.connect(os.environ["WARM_PYTHON_SOCKET"])
-req = {"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}
-socket.send_fds(sock, [json.dumps(req).encode()], [0, 1, 2])
-sys.exit(int(sock.recv(16) or 1))
-"""
-
-
-@pytest.fixture(scope="module")
-def real_env(tiny_shards, tmp_path_factory):
-    if not hasattr(os, "fork") or not hasattr(__import__("socket"), "send_fds"):
-        pytest.skip("the warm interpreter needs fork and Unix sockets")
-    out = tmp_path_factory.mktemp("pipelines")
-    tools = tmp_path_factory.mktemp("warm")
-    client = tools / "python"
-    client.write_text(f"#!{sys.executable}\n{CLIENT}")
-    client.chmod(client.stat().st_mode | stat.S_IXUSR)
-    sock = str(tools / "sock")
-    env = dict(os.environ, PYTHON=str(client), WARM_PYTHON_SOCKET=sock, SLIMPAJAMA_DIR=tiny_shards,
-               OUTPUT_DIR=str(out), SEEDS="0", SWEEP_GRID="0.5", OMP_NUM_THREADS="1", WANDB_MODE="disabled",
-               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    server = subprocess.Popen([sys.executable, "-c", SERVER, sock, ROOT], env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout.readline().strip() == "ready"
-        yield env, os.path.join(str(out), "arxiv_stackexchange")
-    finally:
-        server.kill()
-        server.wait()
-
-
-def real(env, name, *extra):
-    res = run_script(os.path.join(ROOT, "scripts", "arxiv_stackexchange", name), env, [*TINY, *extra])
-    assert res.returncode == 0, res.stderr[-3000:]
-    return res
+            pytest.fail(f"{' '.join(argv)} exited with {err.code}")
 
 
 def load(*parts):
@@ -336,12 +390,13 @@ def load(*parts):
 
 
 @pytest.mark.slow
-def test_doremi_pipeline(real_env):
-    env, out = real_env
-    real(env, "doremi/run.sh")
+def test_doremi_stages_in_process(stub_env, tiny_shards):
+    rows, out = record(stub_env, tiny_shards, "doremi")
+    assert [os.path.basename(r[0]) for r in rows] == ["main.py"] * 3
+    replay(rows)
     assert os.path.isfile(os.path.join(out, "stratified_seed0", "model", "model.safetensors"))
     learned = load(out, "doremi_proxy_seed0", "doremi.json")
-    assert learned["groups"] == ["arxiv", "stackexchange"] and learned["updates"] == 6 and learned["history"]
+    assert learned["groups"] == ["arxiv", "stackexchange"] and learned["updates"] == 4 and learned["history"]
     final = load(out, "doremi_final_seed0", "config.json")
     assert final["custom_name"] == "doremi_final"
     assert final["initial_weights"] == pytest.approx(learned["average_weights"])
@@ -349,39 +404,50 @@ def test_doremi_pipeline(real_env):
 
 
 @pytest.mark.slow
-def test_sweep_and_dml_pipelines(real_env):
-    env, out = real_env
-    real(env, "dml/run.sh")  # runs the sweep (the stratified run is the uniform point), fits, final run
+def test_sweep_and_dml_stages_in_process(stub_env, tiny_shards):
+    rows, out = record(stub_env, tiny_shards, "dml")
+    stages = [os.path.basename(r[0]) if r[0].endswith("main.py") else r[1] for r in rows]
+    assert stages == ["main.py", "cover", "main.py", "main.py", "linreg", "main.py"]
+    replay(rows)
+    # the uniform point of the 0.5 grid is the stratified run
     assert sorted(os.listdir(os.path.join(out, "sweep_seed0"))) == ["mix01", "mix03", "mixtures.json", "mixtures.txt"]
     fit = load(out, "dml_fit_seed0.json")
     final = load(out, "dml_final_seed0", "config.json")
+    assert final["custom_name"] == "dml_final"
     assert final["initial_weights"] == pytest.approx(fit["optimal_mixture"])
-    res = real(env, "sweep/run.sh")  # reuses every run, picks the winner
-    assert "[pipeline] run " not in res.stderr
+    # the sweep pipeline on these outputs reuses every run and only picks the winner
+    env, tmp = stub_env
+    res = dispatch(env, "arxiv_stackexchange", "sweep", *TINY)
+    assert res.returncode == 0 and "[pipeline] run " not in res.stderr, res.stderr
+    (best,) = logged(tmp)
+    assert best[1] == "best"
+    replay([best])
     assert set(load(out, "grid_seed0.json")["proportions"]) == {"arxiv", "stackexchange"}
 
 
 @pytest.mark.slow
-def test_skillit_pipeline(real_env):
-    env, out = real_env
-    real(env, "skillit/run.sh", "--update_steps", "2")
+def test_skillit_stages_in_process(stub_env, tiny_shards):
+    rows, out = record(stub_env, tiny_shards, "skillit", "--update_steps", "2")
+    stages = [os.path.basename(r[0]) if r[0].endswith("main.py") else r[1] for r in rows]
+    assert stages == ["main.py", "main.py", "skills_graph", "main.py"]
+    replay(rows)
     graph = load(out, "skillit_graph_seed0", "graph.json")
     assert graph["groups"] == ["arxiv", "stackexchange"] and len(graph["graph"]) == 2
+    assert graph["runs"] == {g: [os.path.join(out, "skillit_graph_seed0", f"onehot_{g}")] for g in graph["groups"]}
+    config = load(out, "skillit_seed0", "config.json")
+    assert config["method"] == "skillit"
+    assert config["graph_path"] == os.path.join(out, "skillit_graph_seed0", "graph.json")
     updates = load(out, "skillit_seed0", "skillit.json")["updates"]
-    assert [u["step"] for u in updates] == [0, 2, 4]
+    assert [u["step"] for u in updates] == [0, 2]
 
 
 @pytest.mark.slow
-def test_doge_pipeline_restarts_an_interrupted_stage(real_env):
-    env, out = real_env
-    crashed = os.path.join(out, "doge_proxy_seed0")
-    os.makedirs(crashed)
-    with open(os.path.join(crashed, "config.json"), "w") as fh:
-        fh.write("{}")  # as if it died before its first checkpoint
-    res = real(env, "doge/run.sh")
-    assert "starting it again" in res.stderr
+def test_doge_stages_in_process(stub_env, tiny_shards):
+    rows, out = record(stub_env, tiny_shards, "doge")
+    assert [os.path.basename(r[0]) for r in rows] == ["main.py"] * 2
+    replay(rows)
     learned = load(out, "doge_proxy_seed0", "doge.json")
-    assert learned["updates"] == 6 and learned["settings"]["val_batch_size"] == 2
+    assert learned["groups"] == ["arxiv", "stackexchange"] and learned["updates"] == 4
     assert all("matrix" in h for h in learned["history"])
     final = load(out, "doge_final_seed0", "config.json")
     assert final["custom_name"] == "doge_final"
@@ -389,10 +455,10 @@ def test_doge_pipeline_restarts_an_interrupted_stage(real_env):
 
 
 @pytest.mark.slow
-def test_restricted_aioli_pipeline(real_env):
-    env, out = real_env
-    real(dict(env, AIOLI_PRIOR="3 1"), "aioli/restricted.sh", "--update_steps", "3", "--prior_steps", "2",
-         "--lp_rounds", "1", "--lp_steps", "1")
+def test_restricted_aioli_in_process(stub_env, tiny_shards):
+    rows, out = record(stub_env, tiny_shards, "aioli_restricted", "--max_steps", "6", "--update_steps", "3",
+                       "--prior_steps", "2", "--lp_rounds", "1", "--lp_steps", "1", AIOLI_PRIOR="3 1")
+    replay(rows)
     config = load(out, "aioli_restricted_seed0", "config.json")
     assert config["custom_name"] == "restricted" and config["aioli_prior"] == [3.0, 1.0]
     assert load(out, "aioli_restricted_seed0", "results.json")["status"] == "complete"

@@ -1,11 +1,4 @@
 #!/usr/bin/env bash
-# Stratified (uniform) baseline: arxiv_stackexchange (arxiv stackexchange; k=2), pythia-160m from scratch, every seed of SEEDS.
-# Usage: SLIMPAJAMA_DIR=/path/to/data [OUTPUT_DIR=./output] [SEEDS="0 1"] bash scripts/arxiv_stackexchange/stratified.sh [extra main.py flags]
-# Output: $OUTPUT_DIR/arxiv_stackexchange/stratified_seed<S> (saved with --save_model: it is also DoReMi's
-# reference model and the uniform point of the sweeps, so those pipelines reuse it).
-# Pipeline: scripts/lib/pipelines.sh (stratified_pipeline); environment and resumption: scripts/lib/common.sh.
+# arxiv_stackexchange / stratified: the same as `bash scripts/run.sh arxiv_stackexchange stratified`; see scripts/README.md.
 set -euo pipefail
-# shellcheck source=scripts/lib/pipelines.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../lib/pipelines.sh"
-setting arxiv_stackexchange
-stratified_pipeline "$@"
+exec bash "$(dirname "${BASH_SOURCE[0]}")/../run.sh" arxiv_stackexchange stratified "$@"

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
-# Shared pieces of the pipelines (scripts/<setting>/{stratified.sh,sweep,dml,skillit,doremi,doge,aioli});
-# the pipelines themselves are in scripts/lib/pipelines.sh, which sources this file.
-# Sourced, never run on its own. Every pipeline is ONE command, e.g.
-#   SLIMPAJAMA_DIR=/data/slimpajama bash scripts/arxiv_stackexchange/doremi/run.sh [extra main.py flags]
+# Shared pieces of the pipelines; the pipelines themselves are in scripts/lib/pipelines.sh, which
+# sources this file. Sourced, never run on its own. Every pipeline is ONE command, e.g.
+#   SLIMPAJAMA_DIR=/data/slimpajama bash scripts/run.sh arxiv_stackexchange doremi [extra main.py flags]
+# (scripts/README.md; the paper-style scripts/<setting>/... entry points call exactly that).
 # Environment:
 #   SLIMPAJAMA_DIR  prepared shards or raw SlimPajama (required)
 #   OUTPUT_DIR      root of all outputs (default ./output); runs go to $OUTPUT_DIR/<setting>/...
@@ -23,20 +23,46 @@ PY="${PYTHON:-python}"
 
 log() { echo "[pipeline] $*" >&2; }
 
+# The settings, "name: groups in --slice_list order" (scripts/run.sh lists and checks names with these).
+SETTING_TABLE=(
+  "arxiv_stackexchange: arxiv stackexchange"
+  "github_c4: github c4"
+  "book_stackexchange: book stackexchange"
+  "arxiv_book_stackexchange: arxiv book stackexchange"
+  "cc_github_wikipedia: cc github wikipedia"
+  "full: arxiv book c4 cc github stackexchange wikipedia"
+)
+
+# table_keys ARRAY: the names of its "name: value" rows; table_value ARRAY NAME: the value of NAME
+# (fails when absent). setting_names / setting_groups NAME read SETTING_TABLE with them.
+table_keys() {
+  local -n rows_=$1
+  local row names=()
+  for row in "${rows_[@]}"; do names+=("${row%%:*}"); done
+  echo "${names[*]}"
+}
+table_value() {
+  local -n rows_=$1
+  local row
+  for row in "${rows_[@]}"; do
+    if [[ ${row%%:*} == "$2" ]]; then echo "${row#*: }"; return 0; fi
+  done
+  return 1
+}
+setting_names() { table_keys SETTING_TABLE; }
+setting_groups() { table_value SETTING_TABLE "$1"; }
+
 # setting NAME: SETTING, SLICES (groups, --slice_list order), K, STEPS, SEED_LIST, DATA, OUT, COMMON
 # (the paper's common flags, without --num_ckpts), and the per-setting numbers of the paper's scripts. The paper scripted only arxiv/SE, arxiv/book/SE and full; the other two-
 # and three-group settings reuse the k=2 and k=3 rows unchanged (our choice).
 setting() {
   SETTING="$1"
-  case "$SETTING" in
-    arxiv_stackexchange) SLICES=(arxiv stackexchange) ;;
-    github_c4) SLICES=(github c4) ;;
-    book_stackexchange) SLICES=(book stackexchange) ;;
-    arxiv_book_stackexchange) SLICES=(arxiv book stackexchange) ;;
-    cc_github_wikipedia) SLICES=(cc github wikipedia) ;;
-    full) SLICES=(arxiv book c4 cc github stackexchange wikipedia) ;;
-    *) echo "unknown setting $SETTING" >&2; return 2 ;;
-  esac
+  local groups
+  if ! groups="$(setting_groups "$SETTING")"; then
+    echo "unknown setting $SETTING (one of: $(setting_names))" >&2
+    return 2
+  fi
+  read -r -a SLICES <<< "$groups"
   K=${#SLICES[@]}
   DATA="${SLIMPAJAMA_DIR:?set SLIMPAJAMA_DIR to prepared shards or raw SlimPajama}"
   OUT="${OUTPUT_DIR:-./output}/$SETTING"

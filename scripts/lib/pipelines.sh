@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# The pipelines of scripts/<setting>/..., one function each, written once for every setting. Sourced,
-# never run on its own; an entry script is
-#   set -euo pipefail; source .../lib/pipelines.sh; setting NAME; <name>_pipeline "$@"
+# The pipelines, one function <name>_pipeline each, written once for every setting. Sourced, never run
+# on its own; scripts/run.sh SETTING NAME (which every scripts/<setting>/... entry script calls) runs
+#   setting SETTING; NAME_pipeline "$@"
 # where `setting` (scripts/lib/common.sh) defines the groups, k, steps, seeds and the paper's
 # per-setting numbers that the functions read. "$@" (the user's extra main.py flags) goes last to
 # every main.py call. Environment (SLIMPAJAMA_DIR, OUTPUT_DIR, SEEDS, PYTHON) and resumption (a

@@ -1,14 +1,4 @@
 #!/usr/bin/env bash
-# DoGE (Fan et al. 2024): book_stackexchange (book stackexchange; k=2), pythia-160m from scratch, every seed of SEEDS.
-# Usage: SLIMPAJAMA_DIR=/path/to/data [OUTPUT_DIR=./output] [SEEDS="0 1"] bash scripts/book_stackexchange/doge/run.sh [extra main.py flags]
-# Stages per seed: proxy run learning domain weights by the alignment of each group's gradient
-# with the (uniform-mixture) validation gradient (methods/doge.py) -> final static run on the
-# proxy's averaged weights.
-# Proxy (paper): batch 6 + validation batch 2, --doge_mu 0.01, num_ckpts 20, eval batch 8.
-# Outputs: $OUTPUT_DIR/book_stackexchange/doge_proxy_seed<S>/doge.json, $OUTPUT_DIR/book_stackexchange/doge_final_seed<S>.
-# Pipeline: scripts/lib/pipelines.sh (doge_pipeline); environment and resumption: scripts/lib/common.sh.
+# book_stackexchange / doge: the same as `bash scripts/run.sh book_stackexchange doge`; see scripts/README.md.
 set -euo pipefail
-# shellcheck source=scripts/lib/pipelines.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../../lib/pipelines.sh"
-setting book_stackexchange
-doge_pipeline "$@"
+exec bash "$(dirname "${BASH_SOURCE[0]}")/../../run.sh" book_stackexchange doge "$@"

@@ -1,14 +1,4 @@
 #!/usr/bin/env bash
-# Grid search: github_c4 (github c4; k=2), pythia-160m from scratch, every seed of SEEDS.
-# Usage: SLIMPAJAMA_DIR=/path/to/data [OUTPUT_DIR=./output] [SEEDS="0 1"] bash scripts/github_c4/sweep/run.sh [extra main.py flags]
-# One static run per swept mixture, then the winner (lowest mean validation loss over groups).
-# k=2: the 0.1 grid of p_github (11 points; SWEEP_GRID=0.25 for another step).
-# The uniform point is the stratified run (run here when missing), not a second copy of it.
-# Outputs: $OUTPUT_DIR/github_c4/sweep_seed<S>/mix<NN> (runs), .../mixtures.txt, and
-# $OUTPUT_DIR/github_c4/grid_seed<S>.json (the winner; usable as --proportions_file).
-# Pipeline: scripts/lib/pipelines.sh (sweep_pipeline); environment and resumption: scripts/lib/common.sh.
+# github_c4 / sweep: the same as `bash scripts/run.sh github_c4 sweep`; see scripts/README.md.
 set -euo pipefail
-# shellcheck source=scripts/lib/pipelines.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../../lib/pipelines.sh"
-setting github_c4
-sweep_pipeline "$@"
+exec bash "$(dirname "${BASH_SOURCE[0]}")/../../run.sh" github_c4 sweep "$@"
