@@ -38,20 +38,20 @@ def print_table(results: dict):
 def main(argv=None):
     from trainer.config import resolve
 
-    args, _ = resolve(sys.argv[1:] if argv is None else argv)
+    cfg = resolve(sys.argv[1:] if argv is None else argv)
     from trainer.build import build
 
-    trainer, _, evaluate_only = build(args)
+    trainer, _, evaluate_only = build(cfg)
     run_dir = trainer.run_dir
     if evaluate_only:  # --use_saved_model found this configuration's saved model: evaluate it
         results = trainer.finish(status="evaluated")
     else:
         results = trainer.run()
-        if args.save_model and results["status"] == "complete":
+        if cfg.output.save_model and results["status"] == "complete":
             run_dir.save_model(trainer.model)
     run_dir.write_results(results)
     trainer.metrics.close()
-    print(f"\n{args.method} run {results['status']} at step {results['step']}: {run_dir.path}")
+    print(f"\n{cfg.method} run {results['status']} at step {results['step']}: {run_dir.path}")
     print_table(results)
 
 

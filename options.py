@@ -4,7 +4,7 @@ the code that uses it. The parser is generated from these classes (`add_options`
 receives an instance built from the parsed command line (`from_namespace`), never the Namespace.
 
 Types map to argparse as: bool -> store_true (default False); int, float, str -> that type;
-Optional[X] -> X with default None; tuple[float, ...] -> nargs "+" of floats.
+Optional[X] -> X with default None; tuple[X, ...] -> nargs "+" of X.
 """
 import dataclasses
 import typing
@@ -12,9 +12,9 @@ import typing
 _NONE = type(None)
 
 
-def option(default, help: str, *, choices=None):
-    """A dataclass field that is also a command-line flag `--<field name>`."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def option(default, help: str, *, choices=None, aliases=()):
+    """A dataclass field that is also a command-line flag `--<field name>` (and `--<alias>` for each alias)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "aliases": tuple(aliases)})
 
 
 def _argparse_kwargs(name: str, hint, f: dataclasses.Field) -> dict:
@@ -48,7 +48,8 @@ def add_options(group, cls, seen: dict) -> None:
                 raise TypeError(f"--{f.name} is declared twice ({cls.__name__}); share it through a base class")
             continue
         seen[f.name] = f
-        group.add_argument(f"--{f.name}", **_argparse_kwargs(f.name, hints[f.name], f))
+        names = [f"--{f.name}", *(f"--{alias}" for alias in f.metadata.get("aliases", ()))]
+        group.add_argument(*names, **_argparse_kwargs(f.name, hints[f.name], f))
 
 
 def from_namespace(cls, namespace):

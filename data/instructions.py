@@ -54,16 +54,16 @@ class InstructionOptions:
                                  "instead of dropping them")
 
 
-def load_tokenizer_for(args, spec):
+def load_tokenizer_for(spec, explicit: bool, model_name):
     """(tokenizers.Tokenizer, spec, sha256 of its serialisation) of tokenizer `spec` (a path or name)."""
     try:
         tok = load_tokenizer(spec)
     except UsageError as err:
         tok = _auto_tokenizer(spec)  # e.g. a model directory with only vocab.json/merges.txt
         if tok is None:
-            if args.tokenizer:
+            if explicit:
                 raise
-            raise UsageError(f"--model {args.model_name}: no tokenizer found for it ({err}); pass --tokenizer "
+            raise UsageError(f"--model {model_name}: no tokenizer found for it ({err}); pass --tokenizer "
                              "with a tokenizer.json or a local model directory") from None
     # padding/truncation settings saved with a tokenizer would change the ids we compute: off
     tok.no_padding()
@@ -90,37 +90,38 @@ def _cache_dir(options: InstructionOptions, tokenizer_sha, seed, val_size, test_
     return os.path.join(cache_root(), "instructions", hashlib.sha256(key.encode()).hexdigest()[:12])
 
 
-def load_tasks(args, options: InstructionOptions, tokenizer, tokenizer_sha):
+def load_tasks(data, k, options: InstructionOptions, tokenizer, tokenizer_sha):
     """([TaskData], task dir, cache dir) for the flags; every missing file is a UsageError."""
     val_size, test_size = int(options.instruction_val_size), int(options.instruction_test_size)
     seed = int(options.instruction_split_seed)
     for flag, value in (("--instruction_val_size", val_size), ("--instruction_test_size", test_size)):
         if value < 1:
             raise UsageError(f"{flag} {value}: must be at least 1 (methods and results need val and test examples)")
-    task_dir = ni_tasks.resolve_task_dir(args.train_data_dir)
-    default_used = not args.slice_list
-    names = args.slice_list or ni_tasks.DEFAULT_SLICE_LIST
+    task_dir = ni_tasks.resolve_task_dir(data.train_data_dir)
+    default_used = not data.slice_list
+    names = list(data.slice_list or ni_tasks.DEFAULT_SLICE_LIST)
     found = ni_tasks.resolve_tasks(task_dir, names, default_used)
-    if args.k is not None and args.k != len(found):
-        raise UsageError(f"--k {args.k} does not match the {len(found)} tasks of --slice_list")
+    if k is not None and k != len(found):
+        raise UsageError(f"--k {k} does not match the {len(found)} tasks of --slice_list")
     cache_dir = _cache_dir(options, tokenizer_sha, seed, val_size, test_size)
     tasks = [ni_tasks.load_or_build(group, stem, path, tokenizer, tokenizer_sha, cache_dir, seed, val_size, test_size)
              for group, stem, path in found]
     return tasks, task_dir, cache_dir
 
 
-def build_instruction_data(args, tokenizer_spec=None, options: InstructionOptions = InstructionOptions()):
+def build_instruction_data(data, *, k=None, batch_size, seed, model_name=None, tokenizer_spec=None,
+                           options: InstructionOptions = InstructionOptions()):
     """The DataBundle of an instruction-task run (checks everything before the run directory exists).
-    args: the general data flags (--train_data_dir, --slice_list, --k, --context_length, --batch_size,
-    --selection_seed, --sampling, --tokenizer, --model_name); tokenizer_spec: the tokenizer to use (the
-    trainer passes --tokenizer or the model's own; default --tokenizer)."""
-    spec = tokenizer_spec or args.tokenizer
+    data: the data flags (train_data_dir, slice_list, context_length, sampling, tokenizer); k, batch_size,
+    seed (--selection_seed), model_name: the run's; tokenizer_spec: the tokenizer to use (the trainer
+    passes --tokenizer or the model's own; default --tokenizer)."""
+    spec = tokenizer_spec or data.tokenizer
     if not spec:
         raise UsageError("--task_name instruction: pass --tokenizer (a tokenizer.json or a model directory)")
-    tokenizer, spec, tokenizer_sha = load_tokenizer_for(args, spec)
+    tokenizer, spec, tokenizer_sha = load_tokenizer_for(spec, bool(data.tokenizer), model_name)
     pad = eos_id(tokenizer)
-    tasks, task_dir, cache_dir = load_tasks(args, options, tokenizer, tokenizer_sha)
-    L = args.context_length
+    tasks, task_dir, cache_dir = load_tasks(data, k, options, tokenizer, tokenizer_sha)
+    L = data.context_length
     truncate_left = options.truncate_left
     splits, sizes, dropped = {}, {}, {}
     for t in tasks:
@@ -139,8 +140,8 @@ def build_instruction_data(args, tokenizer_spec=None, options: InstructionOption
     train_on_prompt = options.train_on_prompt
 
     def make_sampler(weights):
-        return InstructionSampler({g: splits[g]["train"] for g in groups}, args.batch_size, args.selection_seed,
-                                  sampling=args.sampling, weights=weights, pad_id=pad,
+        return InstructionSampler({g: splits[g]["train"] for g in groups}, batch_size, seed,
+                                  sampling=data.sampling, weights=weights, pad_id=pad,
                                   train_on_prompt=train_on_prompt)
 
     def eval_source(split, group, max_rows):

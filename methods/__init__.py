@@ -37,6 +37,6 @@ def method_classes() -> dict:
     return {name: method_class(name) for name in REGISTRY}
 
 
-def build_method(name, groups, args, total_steps, initial_weights=None):
-    """The method `name` built from a parsed command line (its Options and the run's facts)."""
-    return method_class(name).from_args(groups, args, total_steps, initial_weights=initial_weights)
+def build_method(name, groups, options, total_steps, run, initial_weights=None):
+    """The method `name` with its Options instance and the run's RunFacts."""
+    return method_class(name)(groups, options, total_steps, run, initial_weights=initial_weights)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from errors import UsageError
-from methods import build_method
+from methods import method_class
 from methods.base import StepContext
 from methods.doge import ORIENTATION, DogeMethod
 from trainer.args import build_parser
@@ -48,7 +48,7 @@ def val_of(groups):
 
 def make(*extra, total=10):
     args = build_parser().parse_args(["--doge", "--doge_val_batch_size", "2", "--batch_size", "4", *extra])
-    return build_method("doge", GROUPS, args, total)
+    return method_class("doge").from_args(GROUPS, args, total)
 
 
 def context(step, val_batch, n_micro=1):

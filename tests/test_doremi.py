@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from errors import UsageError
-from methods import build_method
+from methods import method_class
 from methods.base import Mixture, StepContext
 from methods.doremi import SMOOTHING, DoremiMethod
 from trainer.args import build_parser
@@ -45,7 +45,7 @@ def make_batch(group_ids, rng) -> dict:
 def make(tmp_path, *extra, total=10):
     (tmp_path / "config.json").touch()  # a saved model's marker; the tests pass the model itself as a service
     args = build_parser().parse_args(["--doremi", "--doremi_reference_model_path", str(tmp_path), *extra])
-    return build_method("doremi", GROUPS, args, total)
+    return method_class("doremi").from_args(GROUPS, args, total)
 
 
 def context(reference, step=0, micro=0, n_micro=1):
@@ -194,7 +194,7 @@ def test_upweights_the_group_with_the_largest_excess(tmp_path, reference_b):
     assert set(m.log_values()) == {"domain_weights", "average_weights", "excess"}
     json.dumps(art)
     # a learned-weights file feeds a final static run
-    from trainer.build import load_proportions_file
+    from trainer.mixture import load_proportions_file
 
     path = tmp_path / "doremi.json"
     path.write_text(json.dumps(art))

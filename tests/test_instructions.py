@@ -314,13 +314,14 @@ def test_static_grid_point_and_skillit_runs(pretrained, tmp_path):
 
 
 def test_build_data_namespace_defaults(tok, tmp_path):
-    """build_instruction_data works from a bare namespace (flags absent from args use their defaults)."""
+    """build_instruction_data works from the data flags alone (instruction options at their defaults but for
+    the cache)."""
     from data.instructions import InstructionOptions, build_instruction_data
 
-    args = SimpleNamespace(task_name="instruction", train_data_dir=TASKS, slice_list=["piqa", "sst2"],
-                           tokenizer=TOKENIZER_PATH, model_name="tiny", context_length=256, batch_size=2,
-                           selection_seed=0, sampling="exact", k=None)
-    data = build_instruction_data(args, options=InstructionOptions(instruction_cache_dir=str(tmp_path)))
+    flags = SimpleNamespace(train_data_dir=TASKS, slice_list=["piqa", "sst2"], tokenizer=TOKENIZER_PATH,
+                            context_length=256, sampling="exact")
+    data = build_instruction_data(flags, batch_size=2, seed=0,
+                                  options=InstructionOptions(instruction_cache_dir=str(tmp_path)))
     assert data.groups == ["piqa", "sst2"] and data.vocab_size == 4096
     assert data.info["examples"]["sst2"] == {"train": 12, "val": 6, "test": 6}
     val = data.eval_source("val", "sst2", 2)

@@ -9,7 +9,7 @@ import torch
 
 from errors import UsageError
 from trainer import checkpoint as ckpt
-from trainer.build import load_proportions_file
+from trainer.mixture import load_proportions_file
 from trainer.models import build_model, bundled_config
 from trainer.optim import build_optimizer, build_scheduler, linear_warmup_cosine
 from trainer.outputs import MetricsLog
@@ -173,8 +173,8 @@ def test_run_identity_holds_only_the_flags_the_run_uses():
     from trainer.config import resolve, run_identity
 
     def identity(*argv):
-        args, _ = resolve(["--max_steps", "10", "--slice_list", "book", "github", *argv])
-        return run_identity(args, ["book", "github"], [0.5, 0.5])
+        cfg = resolve(["--max_steps", "10", "--slice_list", "book", "github", *argv])
+        return run_identity(cfg, ["book", "github"], [0.5, 0.5])
 
     plain = identity()
     assert plain["method"] == "static" and "lr" in plain  # the demo's lr differs from the parser's default

@@ -1,18 +1,32 @@
-"""Resolve and validate the command line before anything is built.
+"""Resolve and validate the command line into an immutable RunConfig before anything is built.
 
-Defaults that depend on the situation (the demo, the device, the method) are filled in here, only
-for flags the user did not give; every inconsistency is a UsageError naming the flag and the fix.
+Defaults that depend on the situation (the demo, the device, the method) are filled in here, only for
+flags the user did not give; every inconsistency is a UsageError naming the flag and the fix. The
+RunConfig's sections are the components' option dataclasses; nothing after this module reads argparse.
 """
 import argparse
 import dataclasses
 import glob
 import math
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import torch
 
 from data.demo import CORPUS_DIR
+from data.instructions import InstructionOptions
 from errors import UsageError
 from methods import method_class, method_classes
+from methods.base import RunFacts
+from options import from_namespace
 from trainer.args import METHOD_FLAGS, build_parser
-from trainer.models import is_tiny
+from trainer.data_setup import DataOptions
+from trainer.loop import TrainOptions
+from trainer.mixture import MixtureOptions
+from trainer.models import ModelOptions, is_tiny
+from trainer.optim import OptimOptions
+from trainer.run_dir import OutputOptions
 
 # Flags that change where or how a run is logged, not what it computes: not part of its identity.
 NOT_IN_IDENTITY = {"output_dir", "run_name", "resume", "no_progress", "wandb_project", "wandb_entity",
@@ -67,8 +81,46 @@ def method_name(args) -> str:
     return args.method or (chosen[0] if chosen else "static")
 
 
-def resolve(argv):
-    """Parse and resolve `argv`; returns (args, given) with args.method and args.demo set."""
+@dataclass(frozen=True)
+class RunConfig:
+    """A resolved run: one immutable, typed section per component, the chosen method and its options, and
+    `flags`, every flag by name as resolved (what config.json records and the run identity reads)."""
+
+    data: DataOptions
+    instruction: InstructionOptions
+    model: ModelOptions
+    train: TrainOptions
+    optim: OptimOptions
+    mixture: MixtureOptions
+    output: OutputOptions
+    method: str
+    method_options: Any
+    demo: bool
+    flags: Mapping
+
+    @property
+    def run_facts(self) -> RunFacts:
+        """What a method may know of the run besides its own options."""
+        return RunFacts(seed=self.train.selection_seed, batch_size=self.train.batch_size,
+                        gradient_accumulation_steps=self.train.gradient_accumulation_steps,
+                        log_every=self.output.log_every, break_steps=self.output.break_steps,
+                        warmup_steps=self.optim.warmup_steps, lr_scheduler=self.optim.lr_scheduler)
+
+
+def resolve(argv) -> RunConfig:
+    """Parse `argv`, apply the demo presets to flags the user did not give, validate; the RunConfig."""
+    args = resolve_namespace(argv)
+    sections = {name: from_namespace(cls, args) for name, cls in
+                (("data", DataOptions), ("instruction", InstructionOptions), ("model", ModelOptions),
+                 ("train", TrainOptions), ("optim", OptimOptions), ("mixture", MixtureOptions),
+                 ("output", OutputOptions))}
+    return RunConfig(**sections, method=args.method,
+                     method_options=from_namespace(method_class(args.method).Options, args), demo=args.demo,
+                     flags=MappingProxyType(dict(vars(args))))
+
+
+def resolve_namespace(argv):
+    """Parse and resolve `argv` as an argparse Namespace (args.method and args.demo set)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     given = given_flags(argv)
@@ -94,7 +146,8 @@ def resolve(argv):
     if is_tiny(args.model_name) and args.checkpoint is None:
         args.checkpoint = 0  # the tiny configs only exist as from-scratch models
     validate(args)
-    return args, given
+    args.precision = precision_mode(args)
+    return args
 
 
 def validate(args):
@@ -146,20 +199,41 @@ def validate(args):
             raise UsageError(f"--{flag}: must be positive (omit it to evaluate all windows)")
 
 
-def run_identity(args, groups, initial_weights) -> dict:
+def run_identity(config: RunConfig, groups, initial_weights) -> dict:
     """What names a run (the hash in its automatic name): task, method, groups and initial mixture, plus
     every flag the run uses whose value differs from its default: the general flags and the chosen
     method's own options, never another method's. Adding a flag or a method therefore never renames an
     existing run, and an unused flag never makes two identical runs look different."""
-    own = {f.name for f in dataclasses.fields(method_class(args.method).Options)}
+    flags = config.flags
+    own = {f.name for f in dataclasses.fields(method_class(config.method).Options)}
     foreign = {f.name for cls in method_classes().values() for f in dataclasses.fields(cls.Options)} - own
-    identity = {"task_name": args.task_name, "method": args.method, "groups": list(groups),
+    identity = {"task_name": config.data.task_name, "method": config.method, "groups": list(groups),
                 "initial_weights": [round(float(w), 12) for w in initial_weights]}
     for action in build_parser()._actions:
         name = action.dest
         if name in NOT_IN_IDENTITY or name in foreign or name in identity:
             continue
-        value = getattr(args, name, action.default)
+        value = flags.get(name, action.default)
         if value != action.default:
             identity[name] = value
     return identity
+
+
+def pick_device(device_flag):
+    """The torch device of --device (default: cuda when available); a bad name is a UsageError."""
+    if device_flag:
+        try:
+            device = torch.device(device_flag)
+        except RuntimeError:
+            raise UsageError(f"--device {device_flag}: not a device name (cpu, cuda, cuda:1 ...)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UsageError(f"--device {device_flag}: CUDA is not available on this machine; use --device cpu")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def precision_mode(args) -> str:
+    """--precision as resolved: fp32 on CPU by default; bf16 autocast with fp32 master weights on GPU with
+    --use_flash_attention; bf16-pure (the paper's) only when asked for."""
+    device = pick_device(args.device)
+    return args.precision or ("bf16-autocast" if args.use_flash_attention and device.type == "cuda" else "fp32")

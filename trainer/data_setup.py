@@ -3,80 +3,111 @@ demo corpus, a SlimPajama tree, .jsonl files, a saved HF dataset) is prepared on
 by the input path and tokenizer (later runs find it by fingerprint and skip the work)."""
 import hashlib
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 from data.bundle import DataBundle, cache_root
 from data.demo import CORPUS_DIR, TOKENIZER_PATH
-from data.instructions import InstructionOptions, build_instruction_data
+from data.instructions import build_instruction_data
 from data.prepare import detect_layout, prepare_corpus
 from data.sampler import MixtureSampler
 from data.shards import ShardSet
 from errors import UsageError
-from options import from_namespace
+from options import option
 from trainer.models import bundled_config_name, is_tiny
 
 
-def default_tokenizer(args) -> str:
-    if args.tokenizer:
-        return args.tokenizer
-    if is_tiny(args.model_name):
+@dataclass(frozen=True)
+class DataOptions:
+    """The data groups, where they come from and how they are cut into windows and evaluated."""
+
+    task_name: str = option("slimpj", "slimpj: token shards of text groups; instruction: Natural Instructions tasks",
+                            choices=("slimpj", "instruction"))
+    train_data_dir: Optional[str] = option(
+        None, "prepared shards (meta.json or the paper's <group>/train.bin layout) or raw data (SlimPajama "
+        "jsonl.zst tree, .jsonl files, a saved HF dataset), prepared once into a cache. Default: the embedded "
+        "demo corpus")
+    val_data_dir: Optional[tuple[str, ...]] = option(
+        None, "where <group>/val.bin and test.bin live (default: --train_data_dir); only the first value is "
+        "used, as in the paper")
+    slice_list: Optional[tuple[str, ...]] = option(None, "groups to mix (default: every group of the data, in "
+                                                   "its order)")
+    tokenizer: Optional[str] = option(None, "tokenizer name or path used when raw data must be prepared "
+                                      "(default: the model's own; the bundled demo tokenizer for the tiny configs)")
+    context_length: Optional[int] = option(None, "tokens per training window (paper scripts: 2048; default "
+                                           "1024, or 256 for the demo)")
+    sampling: str = option("exact", "batch composition: exact largest-remainder counts (default) or i.i.d. "
+                           "multinomial draws as in the paper's code", choices=("exact", "multinomial"))
+    max_eval_samples: Optional[int] = option(
+        None, "validation: N windows per group spread evenly over its val split (fixed for the run, the same "
+        "for every method; default: all)")
+    max_test_samples: Optional[int] = option(
+        None, "final test metric: N windows per group spread over the test split (default: the whole split)")
+    num_proc: Optional[int] = option(None, "processes for data preparation")
+
+
+def default_tokenizer(cfg) -> str:
+    """--tokenizer, else the model's own (the bundled demo tokenizer for the tiny configs)."""
+    model_name = cfg.model.model_name
+    if cfg.data.tokenizer:
+        return cfg.data.tokenizer
+    if is_tiny(model_name):
         return TOKENIZER_PATH
-    if bundled_config_name(args.model_name) is not None:
+    if bundled_config_name(model_name) is not None:
         # every Pythia model shares the GPT-NeoX tokenizer; found only if it is in the local HF cache
         return "EleutherAI/pythia-160m"
-    return args.model_name
+    return model_name
 
 
-def open_data(path: str, args, flag: str):
+def open_data(path: str, cfg, flag: str):
     """A ShardSet for `path` (preparing raw input into the cache first)."""
     if not os.path.exists(path):
         raise UsageError(f"{flag} {path}: no such file or directory")
     layout = detect_layout(path)
     if layout != "shards":
-        tokenizer = default_tokenizer(args)
+        tokenizer = default_tokenizer(cfg)
         key = hashlib.sha256(f"{os.path.abspath(path)}\0{tokenizer}".encode()).hexdigest()[:12]
         name = os.path.basename(os.path.normpath(path)) or "data"
         out = os.path.join(cache_root(), "shards", f"{name}-{key}")
         if not os.path.exists(os.path.join(out, "meta.json")):
             print(f"preparing {layout} data from {path} into {out} (once; later runs reuse it)", flush=True)
-        prepare_corpus(path, out, tokenizer, num_proc=args.num_proc or min(4, os.cpu_count() or 1),
-                       overwrite=True, progress=not args.no_progress)
+        prepare_corpus(path, out, tokenizer, num_proc=cfg.data.num_proc or min(4, os.cpu_count() or 1),
+                       overwrite=True, progress=not cfg.output.no_progress)
         path = out
-    return ShardSet.open(path, groups=args.slice_list)
+    return ShardSet.open(path, groups=list(cfg.data.slice_list) if cfg.data.slice_list else None)
 
 
-def open_train_and_eval(args):
+def open_train_and_eval(cfg):
     """(train ShardSet, eval ShardSet, groups). The paper reads val/test from --val_data_dir[0]."""
-    train_path = args.train_data_dir or CORPUS_DIR
-    train = open_data(train_path, args, "--train_data_dir")
-    if args.val_data_dir:
-        evals = open_data(args.val_data_dir[0], args, "--val_data_dir")
-    else:
-        evals = train
+    data, k = cfg.data, cfg.mixture.k
+    train = open_data(data.train_data_dir or CORPUS_DIR, cfg, "--train_data_dir")
+    evals = open_data(data.val_data_dir[0], cfg, "--val_data_dir") if data.val_data_dir else train
     groups = list(train.groups)
-    if args.k is not None and args.k != len(groups):
-        raise UsageError(f"--k {args.k} does not match the {len(groups)} groups of --slice_list ({' '.join(groups)})")
+    if k is not None and k != len(groups):
+        raise UsageError(f"--k {k} does not match the {len(groups)} groups of --slice_list ({' '.join(groups)})")
     if train.vocab_size and evals.vocab_size and train.vocab_size != evals.vocab_size:
         raise UsageError("--train_data_dir and --val_data_dir were prepared with different tokenizers "
                          f"(vocabularies {train.vocab_size} and {evals.vocab_size}); prepare both with the same one")
     return train, evals, groups
 
 
-def build_data(args) -> DataBundle:
-    """Open (and if needed prepare) the data named by the flags; every check happens here, before
-    the run directory exists."""
-    if args.task_name == "instruction":  # Natural Instructions tasks: data/instructions.py
-        return build_instruction_data(args, default_tokenizer(args), from_namespace(InstructionOptions, args))
-
-    train, evals, groups = open_train_and_eval(args)
-    L = args.context_length
+def build_data(cfg) -> DataBundle:
+    """Open (and if needed prepare) the data of a RunConfig; every check happens here, before the run
+    directory exists."""
+    if cfg.data.task_name == "instruction":  # Natural Instructions tasks: data/instructions.py
+        return build_instruction_data(cfg.data, k=cfg.mixture.k, batch_size=cfg.train.batch_size,
+                                      seed=cfg.train.selection_seed, model_name=cfg.model.model_name,
+                                      tokenizer_spec=default_tokenizer(cfg), options=cfg.instruction)
+    train, evals, groups = open_train_and_eval(cfg)
+    L = cfg.data.context_length
     sources = train.sources("train", L)
     for group in groups:  # fail now, with the file's name, rather than at the first evaluation
         for split in ("val", "test"):
             evals.num_windows(group, split, L)
 
     def make_sampler(weights):
-        return MixtureSampler(sources, L, args.batch_size, args.selection_seed, sampling=args.sampling,
-                              weights=weights)
+        return MixtureSampler(sources, L, cfg.train.batch_size, cfg.train.selection_seed,
+                              sampling=cfg.data.sampling, weights=weights)
 
     def eval_source(split, group, max_rows):
         windows = evals.windows(group, split, L, max_rows)

@@ -16,9 +16,26 @@ import numpy as np
 import torch
 
 from errors import TrainingDiverged
+from options import option
 from methods.base import StepContext
 from trainer import checkpoint as ckpt
 from trainer.evaluation import summarize, token_losses
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How long and on what batches the loop trains, and how often it evaluates."""
+
+    selection_seed: int = option(0, "seed of everything in the run")
+    max_steps: int = option(-1, "optimizer updates (required, or the demo's default)")
+    n_epochs: int = option(1, "multiplies the total steps (as in the paper)")
+    batch_size: Optional[int] = option(None, "sequences per optimizer update (default 4; demo 8)")
+    gradient_accumulation_steps: int = option(1, "micro-batches per update; the batch is split, the update is "
+                                              "the same")
+    eval_batch_size: Optional[int] = option(None, "default: --batch_size")
+    num_ckpts: int = option(1, "evaluate val every max_steps/num_ckpts steps (and at steps 0 and the end)")
+    num_threads: Optional[int] = option(None, "torch CPU threads")
+    device: Optional[str] = option(None, "cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
 @dataclass

@@ -8,10 +8,29 @@ unreachable by design, so a missing model is a clear error rather than a downloa
 import copy
 import logging
 import warnings
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
 from errors import UsageError
+from options import option
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The model, its weights and its numerics."""
+
+    model_name: Optional[str] = option(
+        None, "HF model id or local path, or a bundled config: tiny, mini, EleutherAI/pythia-{14m,31m,70m,160m,410m} "
+        "(default: EleutherAI/pythia-160m, or tiny for the demo)", aliases=("model",))
+    checkpoint: Optional[int] = option(None, "0: fresh model from the config (from scratch); N: Pythia revision "
+                                       "stepN; omitted: pretrained weights from a local path or the HF cache")
+    use_flash_attention: bool = option(False, "FlashAttention-2 when importable on CUDA, else SDPA (one warning); "
+                                       "implies bf16 precision unless --precision is given")
+    precision: Optional[str] = option(
+        None, "fp32 (CPU default), bf16-autocast with fp32 master weights (GPU default with --use_flash_attention), "
+        "or bf16-pure weights as in the paper", choices=("fp32", "bf16-autocast", "bf16-pure"))
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,25 @@ normalization weights. Schedules are functions of the optimizer step (updates do
 run recomputes the same learning rate from the step alone.
 """
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
 from errors import UsageError
+from options import option
+
+
+@dataclass(frozen=True)
+class OptimOptions:
+    """The optimizer's learning-rate schedule."""
+
+    lr: float = option(5e-5, "peak learning rate")
+    lr_scheduler: str = option("linear", "linear_warmup_cosine (the paper's), cosine, or any transformers "
+                               "scheduler name")
+    warmup_steps: int = option(50, "steps of the learning-rate warmup")
+    end_lr: Optional[float] = option(None, "final lr of the cosine schedules (default: 1e-4 for "
+                                     "linear_warmup_cosine, the paper's effective value; 0 for cosine)")
 
 WARMUP_START_LR = 1e-7  # the paper's linear warm-up starts here, not at 0
 

@@ -76,13 +76,14 @@ class MetricsLog:
             self.wandb_run.log(flat, step=record.get("step"))
 
 
-def start_wandb(args, run_name, config):
-    """wandb only when asked for (a project or a mode); the local files are always written."""
-    if not args.wandb_project and args.wandb_mode in (None, "disabled"):
+def start_wandb(out, run_name, config):
+    """wandb only when asked for (out: the OutputOptions; a project or a mode); the local files are always
+    written."""
+    if not out.wandb_project and out.wandb_mode in (None, "disabled"):
         return None
     try:
         import wandb
     except ImportError:
         raise UsageError("--wandb_project/--wandb_mode: wandb is not installed; pip install wandb") from None
-    return wandb.init(project=args.wandb_project or "aioli", entity=args.wandb_entity, name=run_name,
-                      mode=args.wandb_mode or "online", config=config)
+    return wandb.init(project=out.wandb_project or "aioli", entity=out.wandb_entity, name=run_name,
+                      mode=out.wandb_mode or "online", config=config)

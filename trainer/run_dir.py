@@ -9,13 +9,40 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import dataclass
+from typing import Optional
 
 from errors import UsageError
+from options import option
 from trainer import checkpoint as ckpt
 from trainer.outputs import MetricsLog, write_json
 
 CONFIG, RESULTS, METRICS = "config.json", "results.json", "metrics.jsonl"
 CHECKPOINTS, MODEL = "checkpoints", "model"
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where a run writes, how it checkpoints and resumes, and where it logs."""
+
+    output_dir: str = option("./output/", "root of the run directories")
+    run_name: Optional[str] = option(None, "default: a readable name from the config")
+    custom_name: Optional[str] = option(None, "suffix of the run name (paper)")
+    resume: bool = option(False, "continue the run from its latest checkpoint")
+    checkpoint_every: Optional[int] = option(None, "steps between checkpoints (default: every evaluation)")
+    keep_checkpoints: int = option(2, "checkpoints kept on disk")
+    save_model: bool = option(False, "save the final model to <run>/model/")
+    use_saved_model: bool = option(False, "if <run>/model/ exists, skip training and evaluate it")
+    break_steps: Optional[int] = option(None, "at this step: evaluate val, save the full state, stop (parent of "
+                                        "a dynamic sweep)")
+    resume_model_path: Optional[str] = option(
+        None, "start from a parent's --break_steps state (run dir or checkpoint dir) with this run's mixture")
+    remaining_steps: Optional[int] = option(None, "steps to train after --resume_model_path")
+    log_every: int = option(10, "steps between metrics.jsonl lines")
+    wandb_project: Optional[str] = option(None, "log to wandb (off unless given)")
+    wandb_entity: Optional[str] = option(None, "wandb entity (team or user)")
+    wandb_mode: Optional[str] = option(None, "wandb mode", choices=("online", "offline", "disabled"))
+    no_progress: bool = option(False, "no tqdm progress bar")
 
 
 def run_base_name(config: dict) -> str:

@@ -29,12 +29,12 @@ from trainer.data_setup import build_data
 from trainer.config import resolve
 from trainer.models import build_model
 from trainer.optim import build_optimizer
-args, _ = resolve({argv!r})
-data = build_data(args)
+cfg = resolve({argv!r})
+data = build_data(cfg)
 sampler = data.make_sampler(np.full(len(data.groups), 1.0 / len(data.groups)))
 batches = [torch.from_numpy(sampler.next_batch()["input_ids"]) for _ in range({steps})]
 torch.manual_seed(0)
-model = build_model(args.model_name, 0, data_vocab_size=data.vocab_size, context_length=args.context_length,
+model = build_model(cfg.model.model_name, 0, data_vocab_size=data.vocab_size, context_length=cfg.data.context_length,
                     attn_implementation="sdpa", dtype=torch.float32)
 opt = build_optimizer(model, 1e-3)
 model.train()
