@@ -1,4 +1,4 @@
-"""Reading run directories written by `main.py` (layout in docs/formats.md).
+"""Reading run directories written by `main.py` (layout in docs/formats.md; file names: trainer/run_dir.py).
 
 A run directory holds `config.json` and `results.json`. Only these keys are relied on:
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from errors import UsageError
+from trainer.run_dir import CHECKPOINTS, CONFIG, MODEL, RESULTS, RunDir
 
 from .common import read_json
 
@@ -140,12 +141,13 @@ class Run:
 
 
 def is_run_dir(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "config.json")) and os.path.isfile(os.path.join(path, "results.json"))
+    return RunDir(path).is_run()
 
 
 def load_run(path: str) -> Run:
-    return Run(path=os.path.abspath(path), config=read_json(os.path.join(path, "config.json"), "config"),
-               results=read_json(os.path.join(path, "results.json"), "results"))
+    run = RunDir(path)
+    return Run(path=os.path.abspath(path), config=read_json(run.file(CONFIG), "config"),
+               results=read_json(run.file(RESULTS), "results"))
 
 
 def find_runs(paths, flag: str = "--run_dir") -> list:
@@ -160,7 +162,7 @@ def find_runs(paths, flag: str = "--run_dir") -> list:
             found.append(p)
         else:
             for root, dirs, _files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if d not in ("checkpoints", "model"))
+                dirs[:] = sorted(d for d in dirs if d not in (CHECKPOINTS, MODEL))
                 if is_run_dir(root):
                     found.append(root)
                     dirs[:] = []  # a run directory does not hold other runs

@@ -14,7 +14,6 @@ from typing import Optional
 
 from errors import UsageError
 from options import option
-from trainer import checkpoint as ckpt
 from trainer.outputs import MetricsLog, write_json
 
 CONFIG, RESULTS, METRICS = "config.json", "results.json", "metrics.jsonl"
@@ -110,11 +109,17 @@ class RunDir:
     def model_dir(self) -> str:
         return self.file(MODEL)
 
+    def is_run(self) -> bool:
+        """Whether the folder holds a finished or stopped run (config.json and results.json)."""
+        return os.path.isfile(self.file(CONFIG)) and os.path.isfile(self.file(RESULTS))
+
     def has_saved_model(self) -> bool:
         return os.path.isfile(os.path.join(self.model_dir, "model.safetensors"))
 
     def latest_checkpoint(self):
         """The newest valid checkpoint directory, or None."""
+        from trainer import checkpoint as ckpt  # torch: only where checkpoints are touched (analysis/ reads runs)
+
         return ckpt.latest_valid_checkpoint(self.checkpoints)
 
     # -- writing -------------------------------------------------------------------------------
@@ -126,6 +131,8 @@ class RunDir:
         return MetricsLog(self.file(METRICS), start_wandb)
 
     def save_checkpoint(self, step, model, optimizer, scheduler, state: dict, keep: int) -> str:
+        from trainer import checkpoint as ckpt
+
         return ckpt.save_checkpoint(self.checkpoints, step, model, optimizer, scheduler, state, keep=keep)
 
     def write_artifacts(self, files: dict) -> None:
