@@ -9,6 +9,8 @@ Optional[X] -> X with default None; tuple[X, ...] -> nargs "+" of X.
 import dataclasses
 import typing
 
+from errors import UsageError
+
 _NONE = type(None)
 
 
@@ -66,3 +68,11 @@ def non_defaults(config) -> dict:
     """{flag: value} of the fields that differ from their declared defaults."""
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
             if getattr(config, f.name) != f.default}
+
+
+def require_positive(config, *names) -> None:
+    """UsageError naming the first of the `names` fields of `config` that is given (not None) and not > 0."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name}: must be a positive integer, got {value}")

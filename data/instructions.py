@@ -1,20 +1,11 @@
-"""`--task_name instruction`: Natural Instructions tasks as the data groups of a run.
+"""`--task_name instruction`: Natural Instructions tasks as the data groups of a run (one task, one group).
 
-    python main.py --task_name instruction --train_data_dir $NI_DIR --slice_list mathqa piqa sst2 ...
-
-Each task is one group. Pieces: `data.ni_tasks` (task files, splits, text template, tokenization
-with the answer boundary, the cache), `data.instruction_sampler` (padded batches with answer-only
-labels, the same sampler interface as token windows). This module wires them to the trainer as a
-`data.bundle.DataBundle`.
-
-Tokenizer: `--tokenizer`, else the model's own (a local model directory holding tokenizer.json or
-tokenizer files, a model name in the local HF cache; the bundled demo tokenizer for `tiny`/`mini`).
-Pad id = EOS. The trainer checks the vocabulary against the model through DataBundle.vocab_size.
-
-Cache: `--instruction_cache_dir`, else `$AIOLI_CACHE_DIR/instructions/<hash>` (default root
-~/.cache/aioli), the hash covering the tokenizer, the split flags and the text template. Splits are
-JSON, tokens .npz (see data/ni_tasks.py). The context length is applied when loading, so one cache
-serves every --context_length.
+- Pieces: `data.ni_tasks` (task files, splits, text template, tokenization, cache) and
+  `data.instruction_sampler` (padded batches with answer-only labels); this module wires them into a
+  `data.bundle.DataBundle`.
+- Tokenizer: --tokenizer, else the model's own; pad id = EOS. Cache: --instruction_cache_dir, else
+  $AIOLI_CACHE_DIR/instructions/<hash of tokenizer, split flags and template>; one cache serves every
+  --context_length (applied when loading). Details: docs/data.md.
 """
 from __future__ import annotations
 

@@ -114,9 +114,14 @@ def resolve(argv) -> RunConfig:
                 (("data", DataOptions), ("instruction", InstructionOptions), ("model", ModelOptions),
                  ("train", TrainOptions), ("optim", OptimOptions), ("mixture", MixtureOptions),
                  ("output", OutputOptions))}
-    return RunConfig(**sections, method=args.method,
-                     method_options=from_namespace(method_class(args.method).Options, args), demo=args.demo,
-                     flags=MappingProxyType(dict(vars(args))))
+    for section in sections.values():
+        if hasattr(section, "check"):
+            section.check()
+    cfg = RunConfig(**sections, method=args.method,
+                    method_options=from_namespace(method_class(args.method).Options, args), demo=args.demo,
+                    flags=MappingProxyType(dict(vars(args))))
+    check_combination(cfg)
+    return cfg
 
 
 def resolve_namespace(argv):
@@ -145,58 +150,30 @@ def resolve_namespace(argv):
             setattr(args, key, value)
     if is_tiny(args.model_name) and args.checkpoint is None:
         args.checkpoint = 0  # the tiny configs only exist as from-scratch models
-    validate(args)
+    derive_defaults(args)
     args.precision = precision_mode(args)
     return args
 
 
-def validate(args):
-    if args.task_name == "instruction" and args.train_data_dir is None:
-        raise UsageError("--task_name instruction needs --train_data_dir: the natural-instructions repository or "
-                         "its tasks/ folder")
-    if args.max_steps is None or args.max_steps <= 0:
-        raise UsageError("--max_steps: give the number of optimizer updates (a positive integer)")
-    for flag in ("batch_size", "eval_batch_size", "context_length", "n_epochs", "num_ckpts",
-                 "gradient_accumulation_steps", "log_every", "num_threads", "remaining_steps"):
-        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
-            raise UsageError(f"--{flag}: must be a positive integer, got {getattr(args, flag)}")
-    if args.batch_size % args.gradient_accumulation_steps:
-        raise UsageError(f"--gradient_accumulation_steps {args.gradient_accumulation_steps} must divide "
-                         f"--batch_size {args.batch_size}")
+def derive_defaults(args):
+    """Defaults that follow from other flags: the eval batch and the sample rule."""
     if args.eval_batch_size is None:
         args.eval_batch_size = args.batch_size
-    if not (math.isfinite(args.lr) and args.lr > 0):  # the schedules are lr(step) / peak
-        raise UsageError(f"--lr: must be a positive finite number, got {args.lr}")
-    if args.warmup_steps < 0:
-        raise UsageError(f"--warmup_steps: must be >= 0, got {args.warmup_steps}")
-    if args.context_length < 2:
-        raise UsageError("--context_length: at least 2 tokens")
-    if args.proportions is not None and args.proportions_file is not None:
-        raise UsageError("--proportions and --proportions_file: give only one")
     if args.sample_rule is None:
         static_mix = args.proportions is not None or args.proportions_file is not None
         args.sample_rule = "mixture" if static_mix else "stratified"
-    if args.sample_rule == "mixture" and args.method == "static" and args.proportions is None \
-            and args.proportions_file is None and args.resume_model_path is None:
+
+
+def check_combination(cfg: "RunConfig"):
+    """Checks that span sections (each section checks its own fields: their `check`)."""
+    mix, out = cfg.mixture, cfg.output
+    if mix.sample_rule == "mixture" and cfg.method == "static" and mix.proportions is None \
+            and mix.proportions_file is None and out.resume_model_path is None:
         raise UsageError("--sample_rule mixture: give --proportions or --proportions_file (or use "
                          "--sample_rule stratified)")
-    if args.resume_model_path and args.remaining_steps is None:
-        raise UsageError("--resume_model_path needs --remaining_steps (steps to train after the parent's state)")
-    if args.remaining_steps is not None and not args.resume_model_path:
-        raise UsageError("--remaining_steps only applies with --resume_model_path")
-    if args.resume_model_path and args.method != "static":
-        raise UsageError(f"--resume_model_path with --{args.method}: children of a dynamic sweep are static runs "
+    if out.resume_model_path and cfg.method != "static":
+        raise UsageError(f"--resume_model_path with --{cfg.method}: children of a dynamic sweep are static runs "
                          "(--proportions or --proportions_file); the parent may use any method")
-    if args.checkpoint_every is not None and args.checkpoint_every <= 0:
-        raise UsageError("--checkpoint_every: must be a positive number of steps")
-    if args.resume and args.resume_model_path:
-        raise UsageError("--resume continues this run; --resume_model_path starts a child of another run: "
-                         "give only one")
-    if args.break_steps is not None and args.break_steps <= 0:
-        raise UsageError("--break_steps: must be a positive step number")
-    for flag in ("max_eval_samples", "max_test_samples"):
-        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
-            raise UsageError(f"--{flag}: must be positive (omit it to evaluate all windows)")
 
 
 def run_identity(config: RunConfig, groups, initial_weights) -> dict:

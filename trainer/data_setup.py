@@ -13,7 +13,7 @@ from data.prepare import detect_layout, prepare_corpus
 from data.sampler import MixtureSampler
 from data.shards import ShardSet
 from errors import UsageError
-from options import option
+from options import option, require_positive
 from trainer.models import bundled_config_name, is_tiny
 
 
@@ -44,6 +44,17 @@ class DataOptions:
     max_test_samples: Optional[int] = option(
         None, "final test metric: N windows per group spread over the test split (default: the whole split)")
     num_proc: Optional[int] = option(None, "processes for data preparation")
+
+    def check(self):
+        if self.task_name == "instruction" and self.train_data_dir is None:
+            raise UsageError("--task_name instruction needs --train_data_dir: the natural-instructions repository "
+                             "or its tasks/ folder")
+        require_positive(self, "context_length")
+        if self.context_length < 2:
+            raise UsageError("--context_length: at least 2 tokens")
+        for flag in ("max_eval_samples", "max_test_samples"):
+            if getattr(self, flag) is not None and getattr(self, flag) <= 0:
+                raise UsageError(f"--{flag}: must be positive (omit it to evaluate all windows)")
 
 
 def default_tokenizer(cfg) -> str:

@@ -15,8 +15,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from errors import TrainingDiverged
-from options import option
+from errors import TrainingDiverged, UsageError
+from options import option, require_positive
 from methods.base import StepContext
 from trainer import checkpoint as ckpt
 from trainer.evaluation import summarize, token_losses
@@ -36,6 +36,15 @@ class TrainOptions:
     num_ckpts: int = option(1, "evaluate val every max_steps/num_ckpts steps (and at steps 0 and the end)")
     num_threads: Optional[int] = option(None, "torch CPU threads")
     device: Optional[str] = option(None, "cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+    def check(self):
+        if self.max_steps is None or self.max_steps <= 0:
+            raise UsageError("--max_steps: give the number of optimizer updates (a positive integer)")
+        require_positive(self, "batch_size", "eval_batch_size", "n_epochs", "num_ckpts", "gradient_accumulation_steps",
+                         "num_threads")
+        if self.batch_size % self.gradient_accumulation_steps:
+            raise UsageError(f"--gradient_accumulation_steps {self.gradient_accumulation_steps} must divide "
+                             f"--batch_size {self.batch_size}")
 
 
 @dataclass

@@ -22,6 +22,10 @@ class MixtureOptions:
     proportions_file: Optional[str] = option(None, "JSON mixture: a list, {group: weight}, or any learned-weights "
                                              "file of this project")
 
+    def check(self):
+        if self.proportions is not None and self.proportions_file is not None:
+            raise UsageError("--proportions and --proportions_file: give only one")
+
 
 _WEIGHT_KEYS = ("proportions", "weights", "average_weights", "optimal_mixture", "final_weights")
 

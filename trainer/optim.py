@@ -25,6 +25,12 @@ class OptimOptions:
     end_lr: Optional[float] = option(None, "final lr of the cosine schedules (default: 1e-4 for "
                                      "linear_warmup_cosine, the paper's effective value; 0 for cosine)")
 
+    def check(self):
+        if not (math.isfinite(self.lr) and self.lr > 0):  # the schedules are lr(step) / peak
+            raise UsageError(f"--lr: must be a positive finite number, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise UsageError(f"--warmup_steps: must be >= 0, got {self.warmup_steps}")
+
 WARMUP_START_LR = 1e-7  # the paper's linear warm-up starts here, not at 0
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from errors import UsageError
-from options import option
+from options import option, require_positive
 from trainer.outputs import MetricsLog, write_json
 
 CONFIG, RESULTS, METRICS = "config.json", "results.json", "metrics.jsonl"
@@ -42,6 +42,20 @@ class OutputOptions:
     wandb_entity: Optional[str] = option(None, "wandb entity (team or user)")
     wandb_mode: Optional[str] = option(None, "wandb mode", choices=("online", "offline", "disabled"))
     no_progress: bool = option(False, "no tqdm progress bar")
+
+    def check(self):
+        require_positive(self, "log_every", "remaining_steps")
+        if self.resume_model_path and self.remaining_steps is None:
+            raise UsageError("--resume_model_path needs --remaining_steps (steps to train after the parent's state)")
+        if self.remaining_steps is not None and not self.resume_model_path:
+            raise UsageError("--remaining_steps only applies with --resume_model_path")
+        if self.checkpoint_every is not None and self.checkpoint_every <= 0:
+            raise UsageError("--checkpoint_every: must be a positive number of steps")
+        if self.resume and self.resume_model_path:
+            raise UsageError("--resume continues this run; --resume_model_path starts a child of another run: "
+                             "give only one")
+        if self.break_steps is not None and self.break_steps <= 0:
+            raise UsageError("--break_steps: must be a positive step number")
 
 
 def run_base_name(config: dict) -> str:
