@@ -1,23 +1,11 @@
-"""How well each method's own mixing-law parameters A^t match the "true" A* fitted from a dynamic sweep
-(the paper's method-parameter analysis).
+"""How well each method's own mixing-law parameters A^t match the A* fitted from a dynamic sweep (the
+paper's method-parameter analysis).
 
-A matrices use Aioli's orientation everywhere: A[i][j] = loss drop of evaluated group i per unit
-proportion of trained group j (rows = evaluated group, columns = trained group). Method artefacts read
-from a run directory (keys other than these are ignored; `groups` defaults to config.json's):
-
-- Aioli, `aioli.json`: {"groups", "rounds": [{"step", "A": [[...]]}, ...]}; the last round whose step
-  is <= the requested step is used (the A in force at the break).
-- DoReMi, `doremi.json` (or `doremi_weights.json`): {"groups", "average_weights": {g: w},
-  "history": [{"step", "excess": [...] or {g: x}}]}; A = diag(excess), averaged over the entries.
-- DoGE, `doge.json` (or `doge_weights.json`): same, with "matrix": [[...]] per entry, where
-  matrix[i][j] = <grad of val loss of group i, grad of train loss of group j>; averaged over entries.
-  A top-level "orientation" starting with "rows = trained" is transposed on reading.
-- Skill-it: the graph G (rows = trained group) from `skillit.json` {"groups", "graph"}, else from
-  config.json's `graph_path` (.json or .npy); A = diag(L^{t-1}) G^T with L^{t-1} the last validation
-  loss (results.json val_history) at or before the step.
-
-Similarity (paper): s* = colsum(A*), s = colsum(b A^t) with b the least-squares scale of A^t onto A*,
-each l2-normalized; sim = 0.5 cos(s*, s) + 0.5 Spearman(s*, s) (an undefined Spearman counts 0).
+- A[i][j] = loss drop of evaluated group i per unit proportion of trained group j, for every method: read
+  from `aioli.json`, `doremi.json` (diag of the excess), `doge.json` (the alignment matrix) or the
+  Skill-it graph (diag(L) G^T).
+- sim = 0.5 cos(s*, s) + 0.5 Spearman(s*, s), s = column sums (A^t scaled onto A* by least squares).
+  The files and formulas in full: docs/analysis.md.
 """
 from __future__ import annotations
 

@@ -2,19 +2,10 @@
 
     python -m analysis.report RUN_DIRS... --output report.md [--plots DIR] [--json FILE]
 
-Rows = methods, columns = settings (the set of groups a run trains on), cell = over seeds
-(`selection_seed`), mean ± sample standard deviation (ddof=1; a single seed shows the mean alone) of
-the average test perplexity (mean over groups of exp(test loss)). The stratified row is absolute, every
-other row is the difference of its mean from the stratified mean of that setting (negative = better),
-± its own standard deviation. The last column counts the settings where a method beats stratified.
-
-Row labels: config `custom_name` when present (final runs of DoReMi/DoGE/DML/grid search), else the
-method; a static run is 'stratified' when its mixture is uniform. Static non-uniform runs without a
-custom_name are a sweep: the 'grid search' row takes, per setting, the swept mixture (stratified runs
-count as the uniform grid point) with the lowest average validation loss (mean over its seeds) and
-reports its test perplexity. Children of dynamic
-sweeps, runs stopped at --break_steps (no test loss) and diverged runs (null test loss) are left out
-and counted.
+Rows = methods (config `custom_name`, else the method; uniform static = stratified; non-uniform static
+runs form the grid search), columns = settings, cells = mean ± sd over seeds of average test perplexity
+(stratified absolute, others as differences). Children of dynamic sweeps, stopped and diverged runs are
+left out and counted. In full: docs/analysis.md.
 """
 from __future__ import annotations
 
