@@ -26,7 +26,6 @@ from data.shards import spread_indices
 from errors import UsageError
 
 
-
 @dataclass
 class Examples:
     """Tokenized examples of one task split: example i is ids[start[i]:start[i]+length[i]] and its

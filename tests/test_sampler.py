@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from batches import windows_and_groups
 
 from data.sampler import MixtureSampler
 from errors import UsageError
-from batches import windows_and_groups
 
 L = 8
 

@@ -4,11 +4,11 @@ import warnings
 
 import numpy as np
 import pytest
+from batches import windows_and_groups
 
 import data.shards as shards
 from data.shards import ShardSet, eval_windows, spread_indices
 from errors import UsageError
-from batches import windows_and_groups
 
 
 def write_shards(root, groups, dtype="uint16", meta=True, vocab_size=4096, eos_id=0):

@@ -22,6 +22,7 @@ from trainer.optim import build_optimizer, build_scheduler
 from trainer.outputs import start_wandb
 from trainer.run_dir import OutputOptions, RunDir
 
+
 def numerics(mode: str, device):
     """(parameter dtype, autocast factory) of a resolved --precision mode."""
     if mode == "bf16-autocast":

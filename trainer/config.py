@@ -7,7 +7,6 @@ RunConfig's sections are the components' option dataclasses; nothing after this 
 import argparse
 import dataclasses
 import glob
-import math
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping

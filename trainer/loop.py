@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from errors import TrainingDiverged, UsageError
-from options import option, require_positive
 from methods.base import StepContext
+from options import option, require_positive
 from trainer import checkpoint as ckpt
 from trainer.evaluation import summarize, token_losses
 

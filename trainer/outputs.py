@@ -9,6 +9,7 @@ import os
 
 from errors import UsageError
 
+
 def _clean(obj):
     """JSON-safe copy: NaN/inf -> None (the JSON files must stay standard JSON)."""
     if isinstance(obj, float) and not math.isfinite(obj):
