@@ -14,7 +14,7 @@ from methods import build_method
 from trainer import checkpoint as ckpt
 from trainer.config import RunConfig, pick_device, run_identity
 from trainer.data_setup import build_data
-from trainer.evaluation import Evaluator
+from trainer.evaluation import Evaluator, to_device
 from trainer.loop import Trainer
 from trainer.mixture import initial_weights
 from trainer.models import build_model, choose_attention, load_frozen_model
@@ -138,7 +138,6 @@ def _val_batch_fn(evaluator, groups, device, seed):
     """DoGE's validation target: data.bundle.validation_batch over the run's validation rows, on the device."""
     def val_batch(n, step=0):
         sources = [evaluator.windows("val", g, evaluator.default_max_windows) for g in groups]
-        batch = validation_batch(sources, n, seed, step)
-        return {key: torch.from_numpy(value).to(device) for key, value in batch.items()}
+        return to_device(validation_batch(sources, n, seed, step), device)
 
     return val_batch

@@ -5,7 +5,6 @@ flags the user did not give; every inconsistency is a UsageError naming the flag
 RunConfig's sections are the components' option dataclasses; nothing after this module reads argparse.
 """
 import argparse
-import dataclasses
 import glob
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -16,9 +15,9 @@ import torch
 from data.demo import CORPUS_DIR
 from data.instructions import InstructionOptions
 from errors import UsageError
-from methods import method_class, method_classes
+from methods import method_class
 from methods.base import RunFacts
-from options import from_namespace
+from options import from_namespace, non_defaults
 from trainer.args import METHOD_FLAGS, build_parser
 from trainer.data_setup import DataOptions
 from trainer.loop import TrainOptions
@@ -30,8 +29,10 @@ from trainer.run_dir import OutputOptions
 # Flags that change where or how a run is logged, not what it computes: not part of its identity.
 NOT_IN_IDENTITY = {"output_dir", "run_name", "resume", "no_progress", "wandb_project", "wandb_entity",
                    "wandb_mode", "num_threads", "keep_checkpoints", "checkpoint_every", "log_every",
-                   "use_saved_model", "save_model", "num_proc", "instruction_cache_dir", "method", "help",
-                   *METHOD_FLAGS}
+                   "use_saved_model", "save_model", "num_proc", "instruction_cache_dir", "method"}
+# RunConfig's general sections and their option classes
+SECTIONS = {"data": DataOptions, "instruction": InstructionOptions, "model": ModelOptions, "train": TrainOptions,
+            "optim": OptimOptions, "mixture": MixtureOptions, "output": OutputOptions}
 
 # Used when no data flag is given: the embedded demo corpus and a tiny CPU model, sized so that
 # `python main.py` and `python main.py --aioli` finish in a few minutes on a laptop CPU.
@@ -95,30 +96,20 @@ class RunConfig:
     method: str
     method_options: Any
     demo: bool
+    run_facts: RunFacts  # what a method may know of the run besides its own options
     flags: Mapping
-
-    @property
-    def run_facts(self) -> RunFacts:
-        """What a method may know of the run besides its own options."""
-        return RunFacts(seed=self.train.selection_seed, batch_size=self.train.batch_size,
-                        gradient_accumulation_steps=self.train.gradient_accumulation_steps,
-                        log_every=self.output.log_every, break_steps=self.output.break_steps,
-                        warmup_steps=self.optim.warmup_steps, lr_scheduler=self.optim.lr_scheduler)
 
 
 def resolve(argv) -> RunConfig:
     """Parse `argv`, apply the demo presets to flags the user did not give, validate; the RunConfig."""
     args = resolve_namespace(argv)
-    sections = {name: from_namespace(cls, args) for name, cls in
-                (("data", DataOptions), ("instruction", InstructionOptions), ("model", ModelOptions),
-                 ("train", TrainOptions), ("optim", OptimOptions), ("mixture", MixtureOptions),
-                 ("output", OutputOptions))}
+    sections = {name: from_namespace(cls, args) for name, cls in SECTIONS.items()}
     for section in sections.values():
         if hasattr(section, "check"):
             section.check()
     cfg = RunConfig(**sections, method=args.method,
                     method_options=from_namespace(method_class(args.method).Options, args), demo=args.demo,
-                    flags=MappingProxyType(dict(vars(args))))
+                    run_facts=RunFacts.from_namespace(args), flags=MappingProxyType(dict(vars(args))))
     check_combination(cfg)
     return cfg
 
@@ -177,21 +168,14 @@ def check_combination(cfg: "RunConfig"):
 
 def run_identity(config: RunConfig, groups, initial_weights) -> dict:
     """What names a run (the hash in its automatic name): task, method, groups and initial mixture, plus
-    every flag the run uses whose value differs from its default: the general flags and the chosen
-    method's own options, never another method's. Adding a flag or a method therefore never renames an
-    existing run, and an unused flag never makes two identical runs look different."""
-    flags = config.flags
-    own = {f.name for f in dataclasses.fields(method_class(config.method).Options)}
-    foreign = {f.name for cls in method_classes().values() for f in dataclasses.fields(cls.Options)} - own
+    every option of the general sections and of the chosen method whose value differs from its declared
+    default (never another method's). Adding a flag or a method therefore never renames an existing run,
+    and an unused flag never makes two identical runs look different."""
     identity = {"task_name": config.data.task_name, "method": config.method, "groups": list(groups),
                 "initial_weights": [round(float(w), 12) for w in initial_weights]}
-    for action in build_parser()._actions:
-        name = action.dest
-        if name in NOT_IN_IDENTITY or name in foreign or name in identity:
-            continue
-        value = flags.get(name, action.default)
-        if value != action.default:
-            identity[name] = value
+    for section in (*(getattr(config, name) for name in SECTIONS), config.method_options):
+        identity.update({name: value for name, value in non_defaults(section).items()
+                         if name not in NOT_IN_IDENTITY and name not in identity})
     return identity
 
 

@@ -25,14 +25,26 @@ def token_losses(model, batch, autocast):
     return losses, (targets != -100).float()
 
 
+def to_device(arrays: dict, device, rows=slice(None), width=None) -> dict:
+    """int64 tensors on `device` of arrays[key][rows] (2-D arrays cut to `width` columns). An array that two
+    keys share (windows: `labels` is `input_ids`) is copied once and both keys get the same tensor."""
+    copies, out = {}, {}
+    for key, value in arrays.items():
+        if id(value) not in copies:
+            part = value[rows] if value.ndim == 1 else value[rows, :width]
+            copies[id(value)] = torch.from_numpy(np.ascontiguousarray(part, dtype=np.int64)).to(device,
+                                                                                                non_blocking=True)
+        out[key] = copies[id(value)]
+    return out
+
+
 def eval_batch(source, start: int, end: int, device) -> dict:
     """Rows [start, end) of an evaluation source (data.bundle's mapping) as tensors; padded examples
     (with `attention_mask`) are cut to the longest of these rows, so that no batch pays for another's
     padding."""
-    part = {key: value[start:end] for key, value in source.items() if key != "group_ids"}
-    width = int(part["attention_mask"].sum(axis=1).max()) if "attention_mask" in part else None
-    return {key: torch.from_numpy(np.ascontiguousarray(value[:, :width], dtype=np.int64)).to(device)
-            for key, value in part.items()}
+    rows = slice(start, end)
+    width = int(source["attention_mask"][rows].sum(axis=1).max()) if "attention_mask" in source else None
+    return to_device({key: value for key, value in source.items() if key != "group_ids"}, device, rows, width)
 
 
 def num_rows(source) -> int:

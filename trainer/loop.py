@@ -19,7 +19,7 @@ from errors import TrainingDiverged, UsageError
 from methods.base import StepContext
 from options import option, require_positive
 from trainer import checkpoint as ckpt
-from trainer.evaluation import summarize, token_losses
+from trainer.evaluation import summarize, to_device, token_losses
 
 
 @dataclass(frozen=True)
@@ -134,8 +134,7 @@ class Trainer:
 
     def _batch(self, mix) -> dict:
         """The sampler's batch for this step (data.bundle's mapping) as tensors on the device."""
-        drawn = self.sampler.next_batch(exact=True if mix.exact else None)
-        return {key: torch.from_numpy(value).to(self.device, non_blocking=True) for key, value in drawn.items()}
+        return to_device(self.sampler.next_batch(exact=True if mix.exact else None), self.device)
 
     def _update(self, mix) -> torch.Tensor:
         """One optimizer update on the batch for this step; returns the (detached) training loss."""
