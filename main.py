@@ -43,17 +43,19 @@ def main(argv=None):
 
     trainer, _, evaluate_only = build(cfg)
     run_dir = trainer.run_dir
-    if evaluate_only:  # --use_saved_model found this configuration's saved model: evaluate it
-        results = trainer.finish(status="evaluated")
-    else:
-        results = trainer.run()
-        if cfg.output.save_model and results["status"] == "complete":
-            run_dir.save_model(trainer.model)
-    run_dir.write_results(results)
-    trainer.metrics.close()
+    try:
+        if evaluate_only:  # --use_saved_model found this configuration's saved model: evaluate it
+            results = trainer.finish(status="evaluated")
+        else:
+            results = trainer.run()
+            if cfg.output.save_model and results["status"] == "complete":
+                run_dir.save_model(trainer.model)
+        run_dir.write_results(results)
+        trainer.metrics.close()
+    finally:
+        run_dir.release()  # the run directory's lock (also released by the OS if the process dies)
     print(f"\n{cfg.method} run {results['status']} at step {results['step']}: {run_dir.path}")
     print_table(results)
-
 
 if __name__ == "__main__":
     main()

@@ -32,6 +32,25 @@ def load_table(args):
     return table, notes
 
 
+def check_identifiable(table, parameters: int, what: str) -> list:
+    """Refuse a fit with fewer distinct mixtures than its parameters (it could only echo its input); notes
+    for fits that are degenerate: exactly as many mixtures as parameters (the fit interpolates, so R^2 is 1
+    by construction) or a loss column that never changes."""
+    distinct = len(np.unique(np.round(table.X, 9), axis=0))
+    if distinct < parameters:
+        raise UsageError(f"{table.source}: {what} needs at least {parameters} distinct mixtures of the "
+                         f"{table.X.shape[1]} mixture columns, got {distinct} (in {len(table.row_ids)} rows); add runs "
+                         "with other mixtures")
+    notes = []
+    if distinct == parameters:
+        notes.append(f"degenerate: {distinct} distinct mixtures for {parameters} parameters, so the fit can "
+                     "pass through every one (R2 = 1 by construction); add mixtures for a fit that can be checked")
+    flat = [c for j, c in enumerate(table.loss_columns) if np.ptp(table.Y[:, j]) == 0]
+    if flat:
+        notes.append(f"degenerate: loss column(s) {', '.join(flat)} are the same in every row; nothing to fit")
+    return notes
+
+
 def objective_weights(table, target):
     if target is None:
         m = len(table.loss_columns)
@@ -68,6 +87,8 @@ def run_linreg(args):
     table, notes = load_table(args)
     weights, objective = objective_weights(table, args.target)
     active = table.X.max(axis=0) > 0
+    # per loss column: c, k and one exponent per used column, less one for the gauge sum_j t_ij = 0
+    warnings = check_identifiable(table, int(active.sum()) + 1, "the static law")
     fits = fit_static(table, restarts=args.restarts, loo=not args.no_loo, seed=args.seed)
     winner = grid_winner(table, weights)
     observed_max = table.X.max(axis=0)
@@ -89,7 +110,7 @@ def run_linreg(args):
                    for c in table.loss_columns},
         "objective": objective, "optimal_mixture": dict(zip(table.mixture_columns, p)),
         "predicted_losses": predicted, "predicted_objective": value, "within_observed": args.within_observed,
-        "extrapolated_columns": beyond, "best_played": winner,
+        "extrapolated_columns": beyond, "best_played": winner, "warnings": warnings,
     }
     if args.eval_csv:
         result["evaluation"] = evaluate(table, args.eval_csv, args.join, lambda X: np.column_stack(
@@ -102,6 +123,7 @@ def run_linreg(args):
     lines.append(f"optimal mixture ({objective}): {_fmt_mix(result['optimal_mixture'])}")
     lines.append(f"  predicted objective {value:.4f}; best played {winner['objective']:.4f} "
                  f"(law predicts {winner['predicted_objective']:.4f}) at {_fmt_mix(winner['mixture'])}")
+    lines += [f"  warning: {w}" for w in warnings]
     if beyond:
         lines.append(f"  note: {len(beyond)} column(s) exceed their largest observed weight (extrapolation; "
                      "--within_observed keeps the optimum inside the observed range)")
@@ -120,6 +142,8 @@ def run_regression(args):
 
     table, notes = load_table(args)
     weights, objective = objective_weights(table, args.target)
+    # as many as a linear model in the mixture (with an intercept) would need: fewer, and the trees echo rows
+    warnings = check_identifiable(table, int((table.X.max(axis=0) > 0).sum()) + 1, "a regression")
     fits = reg.fit_regression(table, args.folds, args.num_iterations, args.seed, args.threads)
     models = [fits[c]["model"] for c in table.loss_columns]
     candidates = reg.sample_candidates(table.X, args.samples, args.seed)
@@ -136,7 +160,7 @@ def run_regression(args):
         "search": {"n_candidates": opt["n_candidates"], "top_k": opt["top_k"],
                    "best_candidate": dict(zip(table.mixture_columns, opt["best_candidate"])),
                    "best_candidate_objective": opt["best_candidate_objective"]},
-        "best_played": winner,
+        "best_played": winner, "warnings": warnings,
     }
     if args.eval_csv:
         result["evaluation"] = evaluate(table, args.eval_csv, args.join,
@@ -150,6 +174,7 @@ def run_regression(args):
     lines.append(f"optimal mixture ({objective}, mean of top {opt['top_k']} of {opt['n_candidates']}): "
                  f"{_fmt_mix(result['optimal_mixture'])}")
     lines.append(f"  predicted objective {opt['predicted_objective']:.4f}; best played {winner['objective']:.4f}")
+    lines += [f"  warning: {w}" for w in warnings]
     if "evaluation" in result:
         lines += _eval_lines(result["evaluation"])
     return result, lines

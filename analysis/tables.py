@@ -35,8 +35,14 @@ def read_csv(path: str, flag: str):
     """(header, rows as lists of strings)."""
     if not os.path.isfile(path):
         raise UsageError(f"{flag} {path} does not exist")
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{flag} {path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as a UTF-8 "
+                         "CSV") from None
+    except (OSError, csv.Error) as err:
+        raise UsageError(f"{flag} {path}: cannot read it as CSV ({err})") from None
     if len(rows) < 2:
         raise UsageError(f"{flag} {path} has no data rows")
     header = [h.strip() for h in rows[0]]

@@ -195,7 +195,7 @@ def prepare_corpus(input_path, output_dir, tokenizer_spec, **settings) -> dict:
 
 def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_proc=1, seed=0,
                     val_fraction=0.05, test_fraction=0.05, strict=False, overwrite=False, progress=True,
-                    dtype="auto") -> dict:
+                    dtype="auto", skip_damaged=False) -> dict:
     """The phases: check the settings -> fingerprint the inputs -> reuse or refuse what the output holds ->
     tokenize into temporary shards -> check the groups and splits -> commit (meta.json last)."""
     t0 = time.perf_counter()
@@ -216,7 +216,7 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
                                "hf_disk": f"test halves after shuffle(seed={HF_SHUFFLE_SEED})"}[layout]}
     tok_sha = tokenizer_sha256(tokenizer_spec)
     files = [[rel, p.stat().st_size, p.stat().st_mtime_ns] for rel, p in input_files(layout, input_path)]
-    fingerprint = _fingerprint(layout, files, tok_sha, np_dtype, split_settings, groups)
+    fingerprint = _fingerprint(layout, files, tok_sha, np_dtype, split_settings, groups, skip_damaged)
 
     out = Path(output_dir)
     old, existing = _reuse_or_refuse(out, output_dir, fingerprint, overwrite)
@@ -232,7 +232,7 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
     stats, writer = ReadStats(), _ShardWriter(out)
     wanted = set(groups) if groups is not None else None
     docs = iter_documents(layout, input_path, wanted, seed=seed, val_fraction=val_fraction,
-                          test_fraction=test_fraction, strict=strict, stats=stats)
+                          test_fraction=test_fraction, strict=strict, stats=stats, skip_damaged=skip_damaged)
     try:
         text_bytes = _tokenize(docs, writer, stats, files, Path(input_path).name, num_proc,
                                (str(tok_file), eos, np_dtype.str, True), progress)
@@ -243,7 +243,8 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
                 "fingerprint": fingerprint, "source_layout": layout, "split_settings": split_settings,
                 "groups": {g: {s: writer.tokens[g, s] for s in SPLITS} for g in final},
                 "documents": {g: {s: writer.docs[g, s] for s in SPLITS} for g in final},
-                "skipped_lines": stats.malformed,
+                "skipped_lines": stats.malformed, "skipped_lines_by_file": dict(stats.malformed_by_file),
+                "damaged_files": stats.damaged,
                 "skipped_unknown_set": sum(stats.unknown_sets.values())}
         _commit(out, meta, writer, existing, final)
     except BaseException:
@@ -257,14 +258,17 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
     return meta
 
 
-def _fingerprint(layout, files, tok_sha, np_dtype, split_settings, groups) -> str:
+def _fingerprint(layout, files, tok_sha, np_dtype, split_settings, groups, skip_damaged=False) -> str:
     """What the shards were made from. The hash rule is the only split rule that uses seed and fractions:
     other layouts ignore them, and so does their fingerprint (changing --seed must not invalidate
-    prepared SlimPajama shards)."""
+    prepared SlimPajama shards). Shards that kept part of a damaged file are never reused by a run that
+    did not ask for that."""
     fp_split = split_settings if layout == "jsonl" else {"rule": split_settings["rule"]}
-    return hashlib.sha256(json.dumps(
-        {"format": FORMAT, "version": VERSION, "layout": layout, "files": files, "tokenizer_sha256": tok_sha,
-         "dtype": np_dtype.name, "split": fp_split, "groups": groups}, sort_keys=True).encode()).hexdigest()
+    content = {"format": FORMAT, "version": VERSION, "layout": layout, "files": files, "tokenizer_sha256": tok_sha,
+               "dtype": np_dtype.name, "split": fp_split, "groups": groups}
+    if skip_damaged:
+        content["skip_damaged"] = True
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def _reuse_or_refuse(out: Path, output_dir, fingerprint, overwrite):
@@ -334,7 +338,9 @@ def _tokenize(docs, writer, stats, files, name, num_proc, worker_args, progress)
 
 def _warn_skipped(stats):
     if stats.malformed:
-        print(f"warning: skipped {stats.malformed} malformed JSON line(s) (first at "
+        per_file = ", ".join(f"{os.path.basename(f)}: {n}" for f, n in stats.malformed_by_file.most_common(5))
+        more = " ..." if len(stats.malformed_by_file) > 5 else ""
+        print(f"warning: skipped {stats.malformed} malformed JSON line(s) ({per_file}{more}; first at "
               f"{stats.first_malformed}); pass --strict to stop at the first", file=sys.stderr)
     if stats.unknown_sets:
         names = ", ".join(repr(n) for n, _ in stats.unknown_sets.most_common(3))
@@ -400,6 +406,9 @@ def build_parser():
     p.add_argument("--test_fraction", type=float, default=0.05, help="jsonl layout: fraction of documents")
     p.add_argument("--dtype", choices=["auto", "uint16", "uint32"], default="auto")
     p.add_argument("--strict", action="store_true", help="stop at the first malformed JSON line")
+    p.add_argument("--skip_damaged_files", action="store_true",
+                   help="keep the readable start of a truncated or corrupt .zst file instead of stopping (the loss "
+                        "is recorded in meta.json)")
     p.add_argument("--overwrite", action="store_true", help="replace shards prepared with other settings")
     p.add_argument("--no_progress", action="store_true", help="no progress bar and no summary line")
     return p
@@ -410,8 +419,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     prepare_corpus(args.input, args.output, args.tokenizer, groups=args.groups, num_proc=args.num_proc,
                    seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                   strict=args.strict, overwrite=args.overwrite, progress=not args.no_progress,
-                   dtype=args.dtype)
+                   strict=args.strict, skip_damaged=args.skip_damaged_files, overwrite=args.overwrite,
+                   progress=not args.no_progress, dtype=args.dtype)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,18 @@
 - `slimpajama`: train/ validation/ test/ folders of *.jsonl(.zst); `jsonl`: files whose val/test
   documents are chosen by a seeded hash of their text (`hash_split`); `hf_disk`: a saved DatasetDict
   (the paper's SlimPajama-6B recipe); `shards`: already prepared.
-- Records: {"text", "meta": {"redpajama_set_name"}}; malformed lines and unknown sets are counted and
-  skipped (fatal with `strict`). The layouts and the split rules in full: docs/data.md.
+- Records: {"text", "meta": {"redpajama_set_name"}}; malformed lines and unknown sets are counted (per
+  file) and skipped (fatal with `strict`).
+- A damaged file (a .zst that ends inside a frame or holds invalid data) is an error naming it; with
+  `skip_damaged`, its documents before the damage are kept and the loss is recorded. The layouts and the
+  split rules in full: docs/data.md.
 """
 import hashlib
 import io
 import json
 import os
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,9 +94,59 @@ class ReadStats:
     """What the readers skipped, and how far they got. progress/total are in bytes of input files."""
     malformed: int = 0
     first_malformed: str | None = None  # "file:line"
+    malformed_by_file: Counter = field(default_factory=Counter)
     unknown_sets: Counter = field(default_factory=Counter)
+    damaged: list = field(default_factory=list)  # {"file", "lines_kept", "error"}: the rest of the file is lost
     progress: int = 0
     total: int = 0
+
+
+class DamagedFile(Exception):
+    """A compressed file that ends inside a frame (truncated download) or holds invalid data."""
+
+
+class _CheckedZstdStream(io.RawIOBase):
+    """The decompressed bytes of a .zst file, frame after frame. Unlike zstandard's stream reader, which
+    returns what it has when the file ends inside a frame, this raises DamagedFile then, so a truncated
+    file is never taken for a shorter one."""
+
+    def __init__(self, raw):
+        import zstandard
+
+        self._raw, self._error = raw, zstandard.ZstdError
+        self._dctx = zstandard.ZstdDecompressor()
+        self._frame = self._dctx.decompressobj()
+        self._in_frame = False  # bytes of an unfinished frame have been read
+        self._out, self._pos = b"", 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        while self._pos == len(self._out):
+            chunk = self._raw.read(1 << 17)  # small reads: a corrupt spot loses little before it
+            if not chunk:
+                if self._in_frame:
+                    raise DamagedFile("the file ends inside a zstd frame (truncated)")
+                return 0
+            self._out, self._pos = self._decompress(chunk), 0
+        n = min(len(buffer), len(self._out) - self._pos)
+        buffer[:n] = self._out[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def _decompress(self, data: bytes) -> bytes:
+        parts = []
+        while data:
+            try:
+                parts.append(self._frame.decompress(data))
+            except self._error as err:
+                raise DamagedFile(f"invalid zstd data ({err})") from None
+            self._in_frame = not self._frame.eof
+            data = self._frame.unused_data if self._frame.eof else b""
+            if self._frame.eof:
+                self._frame = self._dctx.decompressobj()
+        return b"".join(parts)
 
 
 def _clean_text(text: str) -> tuple[str, bytes]:
@@ -121,42 +175,58 @@ def _open_lines(path: Path):
     number of bytes of the file consumed so far (compressed bytes for .zst)."""
     raw = open(path, "rb")
     if path.name.endswith(".zst"):
-        import zstandard
-
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        return io.BufferedReader(reader, buffer_size=1 << 20), raw
+        return io.BufferedReader(_CheckedZstdStream(raw), buffer_size=1 << 20), raw
     return raw, raw
 
 
-def _iter_jsonl_file(path: Path, display: str, split, wanted, strict, stats, split_args):
+def _iter_jsonl_file(path: Path, display: str, split, wanted, strict, skip_damaged, stats, split_args):
     """Documents of one file; `split` is fixed (slimpajama) or None (hash split with split_args)."""
     lines, raw = _open_lines(path)
-    start = stats.progress
+    start, lineno = stats.progress, 0
     with raw:
-        for lineno, line in enumerate(lines, 1):
-            if lineno % 256 == 0:
-                stats.progress = start + raw.tell()
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                    raise ValueError('not a JSON object with a string "text" field')
-            except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-                where = f"{display}:{lineno}"
-                if strict:
-                    raise UsageError(f"malformed JSON line at {where} ({str(err).splitlines()[0]}); fix or "
-                                     "remove it, or drop --strict to skip such lines") from None
-                stats.malformed += 1
-                stats.first_malformed = stats.first_malformed or where
-                continue
-            group = _group_of(record, stats)
-            if group is None or (wanted is not None and group not in wanted):
-                continue
-            text, raw_text = _clean_text(record["text"])
-            doc_split = split or hash_split(raw_text, *split_args)
-            yield group, doc_split, text, len(raw_text)
+        try:
+            for lineno, line in enumerate(lines, 1):
+                if lineno % 256 == 0:
+                    stats.progress = start + raw.tell()
+                doc = _parse_line(line, f"{display}:{lineno}", strict, stats)
+                if doc is None:
+                    continue
+                group, text = doc
+                if wanted is not None and group not in wanted:
+                    continue
+                text, raw_text = _clean_text(text)
+                doc_split = split or hash_split(raw_text, *split_args)
+                yield group, doc_split, text, len(raw_text)
+        except DamagedFile as err:
+            if not skip_damaged:
+                raise UsageError(f"{display} is damaged: {err}, after {lineno} line(s); download or repair it "
+                                 "again, or pass --skip_damaged_files to keep the lines before the damage "
+                                 "(recorded in meta.json)") from None
+            stats.damaged.append({"file": display, "lines_kept": lineno, "error": str(err)})
+            print(f"warning: {display} is damaged ({err}); kept its first {lineno} line(s), the rest of the "
+                  "file is lost (recorded in meta.json)", file=sys.stderr)
         stats.progress = start + os.fstat(raw.fileno()).st_size
+
+
+def _parse_line(line: bytes, where: str, strict: bool, stats: ReadStats):
+    """(group, text) of one JSON line; None for a blank line, a malformed one (counted; an error with
+    `strict`) or a record of an unknown set."""
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise ValueError('not a JSON object with a string "text" field')
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        if strict:
+            raise UsageError(f"malformed JSON line at {where} ({str(err).splitlines()[0]}); fix or "
+                             "remove it, or drop --strict to skip such lines") from None
+        stats.malformed += 1
+        stats.malformed_by_file[where.rsplit(":", 1)[0]] += 1
+        stats.first_malformed = stats.first_malformed or where
+        return None
+    group = _group_of(record, stats)
+    return None if group is None else (group, record["text"])
 
 
 def _iter_hf_disk(root: Path, wanted, stats):
@@ -221,7 +291,8 @@ def _iter_hf_disk(root: Path, wanted, stats):
                 stats.progress = int(rows_done * bytes_per_row)
 
 
-def iter_documents(layout, input_path, wanted, *, seed, val_fraction, test_fraction, strict, stats):
+def iter_documents(layout, input_path, wanted, *, seed, val_fraction, test_fraction, strict, stats,
+                   skip_damaged=False):
     """Yield (group, split, text, utf-8 bytes of text) for every document of a wanted group (all known
     groups when `wanted` is None), in a deterministic order. Skips are recorded in `stats`."""
     root = Path(input_path)
@@ -232,5 +303,5 @@ def iter_documents(layout, input_path, wanted, *, seed, val_fraction, test_fract
         return
     for rel, path in files:
         split = SPLIT_DIRS[rel.split("/", 1)[0]] if layout == "slimpajama" else None
-        yield from _iter_jsonl_file(path, str(path), split, wanted, strict, stats,
+        yield from _iter_jsonl_file(path, str(path), split, wanted, strict, skip_damaged, stats,
                                     (seed, val_fraction, test_fraction))

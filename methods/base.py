@@ -21,6 +21,7 @@ run resumed from any step follows the identical trajectory.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -107,6 +108,10 @@ class RunFacts:
 
 def normalize_weights(values, k: int, what: str) -> np.ndarray:
     """Validate and normalize a user-given mixture; `what` names the flag or file for the error."""
+    values = list(values) if isinstance(values, (list, tuple, np.ndarray)) else [values]
+    if any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)) for v in values):
+        shown = [v for v in values if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number))]
+        raise UsageError(f"{what}: weights must be numbers, got {json.dumps(shown[0], default=str)}")
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     if arr.size != k:
         raise UsageError(f"{what}: got {arr.size} values for {k} groups; give one value per group of --slice_list")

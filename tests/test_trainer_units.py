@@ -13,7 +13,7 @@ from trainer.mixture import load_proportions_file
 from trainer.models import build_model, bundled_config
 from trainer.optim import build_optimizer, build_scheduler, linear_warmup_cosine
 from trainer.outputs import MetricsLog
-from trainer.run_dir import resolve_run_dir, run_base_name
+from trainer.run_dir import RunDir, run_base_name
 
 
 def tiny_model(vocab=300):
@@ -145,15 +145,20 @@ def test_run_names_unique_and_resumable(tmp_path):
               "identity": identity}
     base = run_base_name(config)
     assert base.startswith("slimpj-aioli-arxiv+book-seed0-")
-    first = resolve_run_dir(str(tmp_path), config, None, resume=False)
-    os.makedirs(first)
-    (tmp_path / os.path.basename(first) / "config.json").write_text("{}")
-    second = resolve_run_dir(str(tmp_path), config, None, resume=False)
-    assert second == first + "-2"
-    assert resolve_run_dir(str(tmp_path), config, None, resume=True) == first
+    first = RunDir.open(str(tmp_path), config, None, "new")
+    assert first.path == str(tmp_path / base)
+    first.create({})
+    first.release()
+    second = RunDir.open(str(tmp_path), config, None, "new")
+    assert second.path == first.path + "-2"
+    second.abandon()  # refused before its config.json: the folder it made is gone
+    assert not os.path.exists(second.path)
+    again = RunDir.open(str(tmp_path), config, None, "resume")
+    assert again.path == first.path
+    again.release()
     assert run_base_name(dict(config, identity=dict(identity, lr=2e-3))) != base
     with pytest.raises(UsageError, match="--resume"):
-        resolve_run_dir(str(tmp_path), dict(config, identity=dict(identity, lr=5.0)), None, resume=True)
+        RunDir.open(str(tmp_path), dict(config, identity=dict(identity, lr=5.0)), None, "resume")
 
 
 def test_metrics_truncation_drops_torn_and_later_lines(tmp_path):

@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import platform
+import warnings
 
 import torch
 import transformers
@@ -12,6 +13,7 @@ from data.bundle import validation_batch
 from errors import UsageError
 from methods import build_method
 from trainer import checkpoint as ckpt
+from trainer import resume
 from trainer.config import RunConfig, pick_device, run_identity
 from trainer.data_setup import build_data
 from trainer.evaluation import Evaluator, to_device
@@ -56,21 +58,25 @@ def run_config(cfg: RunConfig, groups, weights, total_steps, data_info, parent) 
 
 
 def saved_model_run(out: OutputOptions, config):
-    """--use_saved_model: the newest run of this configuration that saved its model (a RunDir), if any."""
+    """--use_saved_model: the newest run of this configuration that saved its model (a RunDir, locked),
+    if any."""
     if not out.use_saved_model:
         return None
     try:
-        run = RunDir.resolve(out.output_dir, config, out.run_name, resume=False, must_exist=True)
+        run = RunDir.open(out.output_dir, config, out.run_name, "resume")
     except UsageError:
         return None
-    return run if run.has_saved_model() else None
+    if run.has_saved_model():
+        return run
+    run.release()
+    return None
 
 
 def build(cfg: RunConfig):
     """Everything needed to run; returns (trainer, config, evaluate_only). Opens the run directory (creates
     it, or restores its latest checkpoint on --resume); every UsageError comes before anything is written.
     evaluate_only: --use_saved_model found a saved model of this configuration (the trainer holds it)."""
-    train, optim, out = cfg.train, cfg.optim, cfg.output
+    train, out = cfg.train, cfg.output
     if train.num_threads:
         torch.set_num_threads(train.num_threads)
     device = pick_device(train.device)
@@ -86,15 +92,32 @@ def build(cfg: RunConfig):
 
     config = run_config(cfg, groups, weights, total_steps, data.info, parent)
     saved = saved_model_run(out, config)  # --use_saved_model: evaluate it, train nothing
-    run = saved or RunDir.resolve(out.output_dir, config, out.run_name, out.resume)
+    run = saved or RunDir.open(out.output_dir, config, out.run_name, out.mode)
+    try:
+        return _build_in(run, cfg, config, data, method, weights, parent, total_steps, device, dtype, autocast,
+                         evaluate_only=saved is not None)
+    except BaseException:
+        run.abandon()  # refused (or interrupted) before training: the folder is as it was
+        raise
+
+
+def _build_in(run, cfg, config, data, method, weights, parent, total_steps, device, dtype, autocast,
+              evaluate_only):
+    """The rest of build, once the run directory is found and locked."""
+    train, optim, out = cfg.train, cfg.optim, cfg.output
+    groups = data.groups
     config["run_name"] = run.name
-    latest = run.latest_checkpoint() if out.resume and not saved else None
-    if out.resume and not saved and latest is None:
-        raise UsageError(f"--resume: {run.path} has no valid checkpoint to continue from; run without --resume")
+    stored = run.read_config() if out.resume and run.has_config() else None
+    allowed = resume.check(stored, config, run.path) if stored else {}
+    run.clean_leftovers()
+    latest = run.latest_checkpoint() if stored else None
+    if out.resume and latest is None:
+        warnings.warn(f"{run.path} has no checkpoint yet (it stopped before its first one): starting it again "
+                      "from step 0", stacklevel=2)
 
     torch.manual_seed(train.selection_seed)
-    if saved:
-        model = load_frozen_model(saved.path, device, dtype)
+    if evaluate_only:
+        model = load_frozen_model(run.path, device, dtype)
     else:
         attn = choose_attention(cfg.model.use_flash_attention, device)
         model = build_model(cfg.model.model_name, cfg.model.checkpoint, data_vocab_size=data.vocab_size,
@@ -111,7 +134,7 @@ def build(cfg: RunConfig):
                 "load_model": lambda path: load_frozen_model(path, device)}
     every = max(1, total_steps // train.num_ckpts)
     # wandb starts with the first metrics line, so that a run refused before training starts none
-    metrics = run.metrics_log(None if saved else (lambda: start_wandb(out, run.name, config)))
+    metrics = run.metrics_log(None if evaluate_only else (lambda: start_wandb(out, run.name, config)))
     trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, method=method,
                       evaluator=evaluator, groups=groups, device=device, autocast=autocast,
                       total_steps=total_steps, batch_size=train.batch_size, context_length=cfg.data.context_length,
@@ -120,15 +143,18 @@ def build(cfg: RunConfig):
                       keep_checkpoints=out.keep_checkpoints, break_steps=out.break_steps,
                       log_every=out.log_every, progress=not out.no_progress, seed=train.selection_seed,
                       run_name=run.name, services=services)
-    if saved:
+    if evaluate_only:
         return trainer, config, True
     if parent:
         trainer.restore(parent[0], restore_method=False)  # the child keeps its own mixture and method
         trainer.weights_trajectory = []
     if latest:
         trainer.restore(latest)
+        config = resume.record(stored, config, allowed, trainer.step)
+        run.create(config)
         print(f"resuming {run.path} from step {trainer.step}", flush=True)
     else:
+        run.reset()  # a new run; or --overwrite, or a run that never reached a checkpoint: start afresh
         run.create(config)  # the first file of a new run, once nothing can be refused any more
     metrics.truncate_after(trainer.step)
     return trainer, config, False

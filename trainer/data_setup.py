@@ -12,6 +12,7 @@ from data.instructions import build_instruction_data
 from data.prepare import detect_layout, prepare_corpus
 from data.sampler import MixtureSampler
 from data.shards import ShardSet
+from data.tokenization import resolve_tokenizer_file
 from errors import UsageError
 from options import option, require_positive
 from trainer.models import bundled_config_name, is_tiny
@@ -44,6 +45,8 @@ class DataOptions:
     max_test_samples: Optional[int] = option(
         None, "final test metric: N windows per group spread over the test split (default: the whole split)")
     num_proc: Optional[int] = option(None, "processes for data preparation")
+    skip_damaged_files: bool = option(False, "raw data: keep the readable start of a truncated or corrupt .zst "
+                                      "file instead of stopping (the loss is recorded in the cache's meta.json)")
 
     def check(self):
         if self.task_name == "instruction" and self.train_data_dir is None:
@@ -58,16 +61,30 @@ class DataOptions:
 
 
 def default_tokenizer(cfg) -> str:
-    """--tokenizer, else the model's own (the bundled demo tokenizer for the tiny configs)."""
+    """--tokenizer, else the model's own (the bundled demo tokenizer for the tiny configs). A model whose
+    tokenizer cannot be found is an error about --model, the flag the user gave."""
     model_name = cfg.model.model_name
     if cfg.data.tokenizer:
         return cfg.data.tokenizer
     if is_tiny(model_name):
         return TOKENIZER_PATH
-    if bundled_config_name(model_name) is not None:
-        # every Pythia model shares the GPT-NeoX tokenizer; found only if it is in the local HF cache
-        return "EleutherAI/pythia-160m"
-    return model_name
+    # every Pythia model shares the GPT-NeoX tokenizer; found only if it is in the local HF cache
+    bundled = bundled_config_name(model_name) is not None
+    spec = "EleutherAI/pythia-160m" if bundled else model_name
+    try:
+        resolve_tokenizer_file(spec)
+    except UsageError:
+        looks_like_path = model_name.startswith((".", os.sep, "~")) or model_name.count("/") > 1
+        if bundled:
+            where = "its tokenizer is not in the local Hugging Face cache" + (
+                f" (every Pythia model uses that of {spec})" if spec != model_name else "")
+        elif looks_like_path and not os.path.exists(model_name):
+            where = "no such folder"
+        else:
+            where = "no tokenizer.json in it or for it in the local Hugging Face cache"
+        raise UsageError(f"--model {model_name}: {where}; pass --tokenizer (a tokenizer.json or a folder holding "
+                         "one), an existing model folder or a cached model id, or --model tiny") from None
+    return spec
 
 
 def open_data(path: str, cfg, flag: str):
@@ -83,7 +100,8 @@ def open_data(path: str, cfg, flag: str):
         if not os.path.exists(os.path.join(out, "meta.json")):
             print(f"preparing {layout} data from {path} into {out} (once; later runs reuse it)", flush=True)
         prepare_corpus(path, out, tokenizer, num_proc=cfg.data.num_proc or min(4, os.cpu_count() or 1),
-                       overwrite=True, progress=not cfg.output.no_progress)
+                       overwrite=True, progress=not cfg.output.no_progress,
+                       skip_damaged=cfg.data.skip_damaged_files)
         path = out
     return ShardSet.open(path, groups=list(cfg.data.slice_list) if cfg.data.slice_list else None)
 

@@ -131,6 +131,10 @@ def build_model(model_name: str, checkpoint, *, data_vocab_size, context_length,
             raise UsageError(f"--model {model_name}: could not load {what}pretrained weights from a local path or "
                              f"the HF cache ({str(err).splitlines()[0][:120]}); download them on a machine with "
                              "hub access, pass a local directory, or train from scratch with --checkpoint 0") from None
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions and context_length > positions:
+        raise UsageError(f"--context_length {context_length} is longer than the {positions} positions of --model "
+                         f"{model_name}; use --context_length {positions} or less")
     model_vocab = model.get_input_embeddings().weight.shape[0]
     if data_vocab_size is not None and data_vocab_size > model_vocab:
         raise UsageError(f"the data's vocabulary ({data_vocab_size} tokens) is larger than the model's "

@@ -4,13 +4,25 @@ docs/formats.md). The only place that knows the names of the files of a run.
     <output_dir>/<run name>/
         config.json  metrics.jsonl  results.json  <method artefacts>.json
         checkpoints/step_<N>/   model/ (--save_model)
+        .lock  .lock.owner            while a process works in it
+
+One process at a time works in a run directory: it holds `.lock` (an OS file lock, released by the
+kernel when the process dies, so a dead holder's lock is simply taken over); a second process gets one
+line naming the holder. Guarantees on crashes and resume: docs/reliability.md.
 """
 import hashlib
+import itertools
 import json
 import os
 import re
+import shutil
+import socket
+import sys
+import time
 from dataclasses import dataclass
 from typing import Optional
+
+from filelock import FileLock, Timeout
 
 from errors import UsageError
 from options import option, require_positive
@@ -18,6 +30,8 @@ from trainer.outputs import MetricsLog, write_json
 
 CONFIG, RESULTS, METRICS = "config.json", "results.json", "metrics.jsonl"
 CHECKPOINTS, MODEL = "checkpoints", "model"
+LOCK, OWNER = ".lock", ".lock.owner"
+_MODEL_TMP, _MODEL_OLD = ".model.tmp", ".model.old"  # --save_model's atomic replacement of model/
 
 
 @dataclass(frozen=True)
@@ -27,7 +41,10 @@ class OutputOptions:
     output_dir: str = option("./output/", "root of the run directories")
     run_name: Optional[str] = option(None, "default: a readable name from the config")
     custom_name: Optional[str] = option(None, "suffix of the run name (paper)")
-    resume: bool = option(False, "continue the run from its latest checkpoint")
+    resume: bool = option(False, "continue the run from its latest checkpoint (from step 0 if it died before its "
+                          "first one); flags that define the run must not change (docs/reliability.md)")
+    overwrite: bool = option(False, "start the run again in its folder, deleting what it holds (with --run_name, "
+                             "or the newest run of this configuration)")
     checkpoint_every: Optional[int] = option(None, "steps between checkpoints (default: every evaluation)")
     keep_checkpoints: int = option(2, "checkpoints kept on disk")
     save_model: bool = option(False, "save the final model to <run>/model/")
@@ -56,6 +73,21 @@ class OutputOptions:
                              "give only one")
         if self.break_steps is not None and self.break_steps <= 0:
             raise UsageError("--break_steps: must be a positive step number")
+        if self.resume and self.overwrite:
+            raise UsageError("--resume continues the run, --overwrite starts it again: give only one")
+        name = self.run_name
+        if name is not None and (name in ("", ".", "..") or os.path.basename(name) != name
+                                 or (os.altsep and os.altsep in name)):
+            raise UsageError(f"--run_name {name!r}: must be a plain folder name (no '/', not '..'); the run "
+                             "goes to --output_dir/<run_name>")
+        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            raise UsageError(f"--output_dir {self.output_dir}: is a file, not a folder; give a folder (it is "
+                             "created if missing)")
+
+    @property
+    def mode(self) -> str:
+        """new, resume or overwrite: how the run directory is opened."""
+        return "resume" if self.resume else "overwrite" if self.overwrite else "new"
 
 
 def run_base_name(config: dict) -> str:
@@ -71,42 +103,108 @@ def run_base_name(config: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.+=-]", "_", name)
 
 
-def _has_content(path):
-    return os.path.isdir(path) and bool(os.listdir(path))
-
-
-def resolve_run_dir(output_dir: str, config: dict, explicit_name, resume: bool, must_exist=False) -> str:
-    """New run: the first free directory among NAME, NAME-2, NAME-3 ... (an explicit --run_name must
-    be free). Resume: the newest existing one."""
-    if explicit_name:
-        path = os.path.join(output_dir, explicit_name)
-        if (resume or must_exist) and not _has_content(path):
-            raise UsageError(f"--run_name {explicit_name}: nothing to continue in {path}; run without --resume first")
-        if not (resume or must_exist) and _has_content(path):
-            raise UsageError(f"--run_name {explicit_name}: {path} already holds a run; pass --resume to continue "
-                             "it or choose another --run_name")
-        return path
-    base = run_base_name(config)
-    names = [base]  # names[:-1] hold runs; names[-1] is the first free one
-    while _has_content(os.path.join(output_dir, names[-1])):
-        names.append(f"{base}-{len(names) + 1}")
-    if resume or must_exist:
-        if len(names) == 1:
-            raise UsageError(f"--resume: no earlier run of this configuration in {output_dir} (looked for {base}); "
-                             "run without --resume, or pass the --run_name of the run to continue")
-        return os.path.join(output_dir, names[-2])
-    return os.path.join(output_dir, names[-1])
-
-
 class RunDir:
-    """One run's folder. Paths are properties; writers are atomic (temporary file + rename)."""
+    """One run's folder. Paths are properties; writers are atomic (temporary file + rename). `open` finds
+    the folder of a run and takes its lock; `release` (or the process's end) gives it back."""
 
     def __init__(self, path: str):
         self.path = path
+        self._lock = None
+        self._made = []  # folders this process created, deepest first (removed again if the run is refused)
 
     @classmethod
-    def resolve(cls, output_dir: str, config: dict, explicit_name, resume: bool, must_exist=False) -> "RunDir":
-        return cls(resolve_run_dir(output_dir, config, explicit_name, resume, must_exist))
+    def open(cls, output_dir: str, config: dict, explicit_name, mode: str) -> "RunDir":
+        """The run's folder, locked by this process. mode: new (an explicit --run_name must hold no run; an
+        automatic name takes the first free one of NAME, NAME-2, ...), resume or overwrite (an explicit
+        --run_name, or the newest run of this configuration). A folder held by another process is
+        refused, or skipped when looking for a free name."""
+        if explicit_name:
+            run = cls(os.path.join(output_dir, explicit_name))
+            if mode == "resume" and not os.path.isdir(run.path):
+                raise UsageError(f"--run_name {explicit_name}: nothing to continue in {run.path}; run without "
+                                 "--resume first")
+            run.claim_or_refuse()
+            if mode == "new" and run.has_config():
+                run.abandon()
+                raise UsageError(f"--run_name {explicit_name}: {run.path} already holds a run; pass --resume to "
+                                 "continue it, --overwrite to start it again, or choose another --run_name")
+            return run
+        base = run_base_name(config)
+
+        def candidates():  # NAME, NAME-2, NAME-3 ...
+            for i in itertools.count(1):
+                yield cls(os.path.join(output_dir, base if i == 1 else f"{base}-{i}"))
+
+        if mode != "new":
+            existing = itertools.takewhile(lambda run: os.path.isdir(run.path), candidates())
+            runs = [run for run in existing if run.has_config()]
+            if runs:
+                runs[-1].claim_or_refuse()
+                return runs[-1]
+            if mode == "resume":
+                raise UsageError(f"--resume: no earlier run of this configuration in {output_dir} (looked for "
+                                 f"{base}); run without --resume, or pass the --run_name of the run to continue")
+        for run in candidates():
+            if run.has_config() or not run.claim():
+                continue  # a run, or a folder that another process is setting up
+            if not run.has_config():
+                return run
+            run.release()  # it became a run between the two looks
+
+    # -- the lock ---------------------------------------------------------------------------------
+    def claim(self) -> bool:
+        """Take the folder's lock without waiting (creating the folder if needed); False if another process
+        holds it."""
+        missing, folder = [], os.path.abspath(self.path)
+        while not os.path.isdir(folder):
+            missing.append(folder)
+            folder = os.path.dirname(folder)
+        os.makedirs(self.path, exist_ok=True)
+        self._made = self._made or missing
+        lock = FileLock(self.file(LOCK), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            return False
+        self._lock = lock
+        write_json(self.file(OWNER), {"pid": os.getpid(), "host": socket.gethostname(),
+                                      "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)})
+        return True
+
+    def claim_or_refuse(self) -> None:
+        if not self.claim():
+            raise UsageError(f"{self.path} is in use by another process ({self.holder()}); wait for it to finish, "
+                             "or give this run another --run_name")
+
+    def holder(self) -> str:
+        try:
+            with open(self.file(OWNER)) as fh:
+                owner = json.load(fh)
+            return f"pid {owner['pid']} on {owner['host']} since {owner['since']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "a process that is starting"
+
+    def release(self) -> None:
+        if self._lock is not None:
+            _remove(self.file(OWNER))
+            self._lock.release()
+            self._lock = None
+
+    def abandon(self) -> None:
+        """Give the folder back after a refusal: release it, and remove it if this process created it and
+        nothing else was written (the lock file goes while still held, so no other process is locked out)."""
+        if self._made and self._lock is not None:
+            _remove(self.file(OWNER))
+            _remove(self.file(LOCK))
+            self.release()
+            for folder in self._made:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break  # something else is in it now: leave it
+        self.release()
+
+    # -- layout -----------------------------------------------------------------------------------
 
     @property
     def name(self) -> str:
@@ -123,6 +221,13 @@ class RunDir:
     def model_dir(self) -> str:
         return self.file(MODEL)
 
+    def has_config(self) -> bool:
+        return os.path.isfile(self.file(CONFIG))
+
+    def read_config(self) -> dict:
+        with open(self.file(CONFIG)) as fh:
+            return json.load(fh)
+
     def is_run(self) -> bool:
         """Whether the folder holds a finished or stopped run (config.json and results.json)."""
         return os.path.isfile(self.file(CONFIG)) and os.path.isfile(self.file(RESULTS))
@@ -132,14 +237,40 @@ class RunDir:
 
     def latest_checkpoint(self):
         """The newest valid checkpoint directory, or None."""
-        from trainer import checkpoint as ckpt  # torch: only where checkpoints are touched (analysis/ reads runs)
+        from trainer import (
+            checkpoint as ckpt,  # torch: only where checkpoints are touched (analysis/ reads runs)
+        )
 
         return ckpt.latest_valid_checkpoint(self.checkpoints)
 
-    # -- writing -------------------------------------------------------------------------------
+    # -- writing (by the process that holds the lock) ----------------------------------------------
     def create(self, config: dict) -> None:
         os.makedirs(self.path, exist_ok=True)
         write_json(self.file(CONFIG), config)
+
+    def clean_leftovers(self) -> None:
+        """Remove what a killed process left half-written: temporary checkpoint folders, a model being
+        saved, temporary JSON files. A model/ replaced at the moment of the kill is put back."""
+        if os.path.isdir(self.checkpoints):
+            for name in os.listdir(self.checkpoints):
+                if name.startswith(".tmp_"):
+                    shutil.rmtree(os.path.join(self.checkpoints, name), ignore_errors=True)
+        shutil.rmtree(self.file(_MODEL_TMP), ignore_errors=True)
+        if os.path.isdir(self.file(_MODEL_OLD)):
+            if os.path.isdir(self.model_dir):
+                shutil.rmtree(self.file(_MODEL_OLD), ignore_errors=True)
+            else:
+                os.rename(self.file(_MODEL_OLD), self.model_dir)
+        for name in os.listdir(self.path):
+            if name.endswith(".tmp"):
+                _remove(self.file(name))
+
+    def reset(self) -> None:
+        """Delete everything the run wrote (--overwrite, or a restart of a run without a checkpoint)."""
+        for name in os.listdir(self.path):
+            if name not in (LOCK, OWNER):
+                path = self.file(name)
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else _remove(path)
 
     def metrics_log(self, start_wandb=None) -> MetricsLog:
         return MetricsLog(self.file(METRICS), start_wandb)
@@ -158,4 +289,19 @@ class RunDir:
         write_json(self.file(RESULTS), results)
 
     def save_model(self, model) -> None:
-        model.save_pretrained(self.model_dir)
+        """model/, replaced atomically: written beside it, then renamed in place of the old one."""
+        tmp, old = self.file(_MODEL_TMP), self.file(_MODEL_OLD)
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        if os.path.isdir(self.model_dir):
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(self.model_dir, old)
+        os.rename(tmp, self.model_dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove(path) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
