@@ -33,6 +33,7 @@ def exit_on_usage_error(fn):
     TrainingDiverged). Warnings
     are printed as one `warning: ...` line too (Python's default adds the source line)."""
     import functools
+    import os
     import sys
     import warnings
 
@@ -42,7 +43,9 @@ def exit_on_usage_error(fn):
         try:
             return fn(*args, **kwargs)
         except (UsageError, TrainingDiverged) as err:
-            print(f"error: {err}", file=sys.stderr)
+            # under torchrun every rank meets the same error: rank 0 alone says it, all exit with its code
+            if os.environ.get("RANK", "0") == "0":
+                print(f"error: {err}", file=sys.stderr)
             raise SystemExit(err.exit_code) from None
 
     return wrapper

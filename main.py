@@ -41,6 +41,8 @@ def main(argv=None):
     cfg = resolve(sys.argv[1:] if argv is None else argv)
     from trainer.build import build
 
+    from trainer.distributed import shutdown
+
     trainer, _, evaluate_only = build(cfg)
     run_dir = trainer.run_dir
     try:
@@ -54,8 +56,10 @@ def main(argv=None):
         trainer.metrics.close()
     finally:
         run_dir.release()  # the run directory's lock (also released by the OS if the process dies)
-    print(f"\n{cfg.method} run {results['status']} at step {results['step']}: {run_dir.path}")
-    print_table(results)
+        shutdown()  # the torchrun process group, if any
+    if trainer.dist.main:
+        print(f"\n{cfg.method} run {results['status']} at step {results['step']}: {run_dir.path}")
+        print_table(results)
 
 if __name__ == "__main__":
     main()

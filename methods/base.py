@@ -56,6 +56,10 @@ class StepContext:
     services: named helpers the entry point provides to methods that need them (for example
         "load_model": path -> a frozen model on the run's device, for DoReMi's reference model).
     lr: the learning rate of the update being computed (DoGE scales its scores by it).
+    sum_over_ranks(array) -> array: the element-wise sum over the `ranks` of a torchrun job (the array
+        itself in one process; a numpy array, or a tensor summed on its device). Each rank trains its
+        own rows of the global batch, so a statistic that a method gathers from the rows it trains
+        must be summed before it decides anything: every rank must decide the same.
 
     `training_loss` normally returns a loss tensor that the loop backpropagates (scaled by the
     micro-batch's share of the batch's tokens). A method that writes parameter gradients itself
@@ -72,6 +76,8 @@ class StepContext:
     val_batch: Optional[Callable] = None
     services: dict = field(default_factory=dict)
     lr: float = 0.0
+    sum_over_ranks: Callable = lambda array: array
+    ranks: int = 1
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,9 @@ class MixingMethod:
     updates. Validate in `__init__` and raise `UsageError` naming the flag and the fix.
     """
 
+    # True for a method whose training_loss writes the parameters' gradients itself (DoGE): the loop then
+    # hands it the bare model, not the DDP wrapper, whose gradient hooks expect a backward pass
+    writes_gradients = False
     name = "static"
     Options = NoOptions
 

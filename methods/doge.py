@@ -35,14 +35,16 @@ SCORE_EPS = 1e-6
 SCORE_CAP = 5.0  # scores are clipped to [0, SCORE_CAP * lr]
 
 
-def flat_grad(loss: torch.Tensor, params: list, retain: bool) -> torch.Tensor:
+def flat_grad(loss: torch.Tensor, params: list, retain: bool, clip: bool = True) -> torch.Tensor:
     """The gradient of `loss` as one float32 vector, clipped to norm 1 (as the paper clipped each)."""
     grads = torch.autograd.grad(loss, params, retain_graph=retain, allow_unused=True)
     flat = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1).float() for g, p in zip(grads, params)])
+    return clip_to_unit_norm(flat) if clip else flat
+
+
+def clip_to_unit_norm(flat: torch.Tensor) -> torch.Tensor:
     norm = flat.norm()
-    if norm > 1.0:
-        flat = flat / norm
-    return flat
+    return flat / norm if norm > 1.0 else flat
 
 
 def group_means(losses: torch.Tensor, mask: torch.Tensor, gid: torch.Tensor, k: int) -> dict:
@@ -61,6 +63,7 @@ class DogeMethod(MixingMethod):
 
     name = "doge"
     Options = DogeOptions
+    writes_gradients = True
 
     def __init__(self, groups: list, options: DogeOptions = None, total_steps: int = 0, run=None,
                  initial_weights: Optional[np.ndarray] = None):
@@ -99,10 +102,13 @@ class DogeMethod(MixingMethod):
         params = [p for p in model.parameters() if p.requires_grad]
         losses, mask = ctx.token_losses(model, batch)
         train = group_means(losses, mask, batch["group_ids"].long(), self.k)
-        present = sorted(train)
-        # the train graph is kept until the last group's gradient has been taken
-        train_grads = torch.stack([flat_grad(train[j], params, retain=n < len(present) - 1)
-                                   for n, j in enumerate(present)])
+        if ctx.ranks > 1:
+            present, train_grads = self._group_grads_over_ranks(train, mask, batch["group_ids"].long(), params, ctx)
+        else:
+            present = sorted(train)
+            # the train graph is kept until the last group's gradient has been taken
+            train_grads = torch.stack([flat_grad(train[j], params, retain=n < len(present) - 1)
+                                       for n, j in enumerate(present)])
 
         val = ctx.val_batch(self.val_batch_size, ctx.step)
         vlosses, vmask = ctx.token_losses(model, val)
@@ -135,6 +141,21 @@ class DogeMethod(MixingMethod):
         self._record(ctx.step, w, matrix)
         with torch.no_grad():
             return (losses * mask).sum() / mask.sum().clamp_min(1.0)
+
+    def _group_grads_over_ranks(self, train: dict, mask, gid, params, ctx):
+        """(groups present in the global batch, their gradients) under torchrun: each rank's per-group mean
+        gradient weighted by its share of the group's tokens, summed over ranks (= the gradient of the
+        group's mean over the global batch), then clipped as in one process."""
+        tokens = torch.zeros(self.k, dtype=torch.float64, device=mask.device)
+        tokens.index_add_(0, gid, mask.sum(1).double())
+        total = ctx.sum_over_ranks(tokens.cpu().numpy())
+        present = [j for j in range(self.k) if total[j] > 0]
+        mine = [j for j in present if j in train]
+        size = sum(p.numel() for p in params)
+        rows = [flat_grad(train[j], params, retain=j != mine[-1], clip=False) * float(tokens[j] / total[j])
+                if j in train else torch.zeros(size, device=mask.device) for j in present]
+        summed = ctx.sum_over_ranks(torch.stack(rows))
+        return present, torch.stack([clip_to_unit_norm(row) for row in summed])
 
     def _record(self, measured: int, w: np.ndarray, matrix) -> None:
         self.weight_sum += w

@@ -136,6 +136,10 @@ class DoremiMethod(MixingMethod):
         return (losses * mask * seq_scale[:, None]).sum() / mask.sum().clamp_min(1.0)
 
     def after_step(self, step: int, ctx) -> None:
+        sums = np.stack([self._proxy_sum, self._ref_sum, self._tokens])
+        if ctx is not None:  # under torchrun each rank saw its own rows: decide on the sums over all of them
+            sums = ctx.sum_over_ranks(sums)
+        self._proxy_sum, self._ref_sum, self._tokens = sums
         present = self._tokens > 0
         if present.any():
             proxy = np.where(present, self._proxy_sum / np.maximum(self._tokens, 1), np.nan)

@@ -65,23 +65,21 @@ def finished_run(tiny_shards, tmp_path_factory):
 
 # -- concurrency ------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_second_process_on_a_run_dir_is_refused_naming_the_holder(tiny_shards, tmp_path):
+def test_second_process_on_a_run_dir_is_refused_naming_the_holder(tiny_shards, tmp_path, capsys):
     argv = paper_flags(tiny_shards, str(tmp_path), "--run_name", "r")
     first = _popen(argv + ["--max_steps", "5000"])
     try:
         _wait_for(tmp_path / "r" / "config.json", first)
-        second = run_main(argv + ["--max_steps", "5000"])
-        resumer = run_main(argv + ["--max_steps", "5000", "--resume"])
+        refusals = [_main(argv + ["--max_steps", "5000"] + extra, capsys) for extra in ([], ["--resume"])]
     finally:
         first.kill()
         first.communicate()
-    for proc in (second, resumer):
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-        assert "in use by another process" in lines[0] and f"pid {first.pid}" in lines[0], lines
+    for code, err in refusals:
+        assert code == 2 and len(err) == 1, err
+        assert "in use by another process" in err[0] and f"pid {first.pid}" in err[0], err
     # the dead holder's lock is taken over (the kernel released it with the process)
-    again = run_main(argv + ["--max_steps", "6", "--resume"])
-    assert again.returncode == 0, again.stderr
+    code, err = _main(argv + ["--max_steps", "6", "--resume"], capsys)
+    assert code == 0, err
     assert json.load(open(tmp_path / "r" / "results.json"))["step"] == 6
 
 
@@ -176,8 +174,8 @@ def test_early_death_then_resume_starts_again(tiny_shards, tmp_path, capsys):
     uninterrupted run's results; --overwrite does the same for a finished run."""
     flags = ["--max_steps", "12", "--checkpoint_every", "8", "--num_ckpts", "1", "--run_name", "r",
              "--sample_rule", "stratified"]
-    straight = run_main(paper_flags(tiny_shards, str(tmp_path / "a"), *flags))
-    assert straight.returncode == 0, straight.stderr
+    code, err = _main(paper_flags(tiny_shards, str(tmp_path / "a"), *flags), capsys)
+    assert code == 0, err
     out = str(tmp_path / "b")
     proc = _popen(paper_flags(tiny_shards, out, *flags))
     _wait_for(os.path.join(out, "r", "config.json"), proc)

@@ -15,6 +15,7 @@ from methods import build_method
 from trainer import checkpoint as ckpt
 from trainer import resume
 from trainer.config import RunConfig, pick_device, run_identity
+from trainer.distributed import Dist, from_environment
 from trainer.data_setup import build_data
 from trainer.evaluation import Evaluator, to_device
 from trainer.loop import Trainer
@@ -22,7 +23,7 @@ from trainer.mixture import initial_weights
 from trainer.models import build_model, choose_attention, load_frozen_model
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.outputs import start_wandb
-from trainer.run_dir import OutputOptions, RunDir
+from trainer.run_dir import FollowerRunDir, OutputOptions, RunDir
 
 
 def numerics(mode: str, device):
@@ -46,10 +47,10 @@ def parent_checkpoint(path):
         return found, int(json.load(fh)["step"])
 
 
-def run_config(cfg: RunConfig, groups, weights, total_steps, data_info, parent) -> dict:
+def run_config(cfg: RunConfig, groups, weights, total_steps, data_info, parent, world_size=1) -> dict:
     """What config.json records: every flag as resolved, plus what the run derived from them."""
     config = dict(cfg.flags)
-    config.update(identity=run_identity(cfg, groups, weights), groups=groups,
+    config.update(identity=run_identity(cfg, groups, weights), groups=groups, world_size=world_size,
                   initial_weights=dict(zip(groups, weights.tolist())), total_steps=total_steps, data=data_info,
                   parent={"path": parent[0], "step": parent[1]} if parent else None,
                   versions={"torch": torch.__version__, "transformers": transformers.__version__,
@@ -79,7 +80,10 @@ def build(cfg: RunConfig):
     train, out = cfg.train, cfg.output
     if train.num_threads:
         torch.set_num_threads(train.num_threads)
-    device = pick_device(train.device)
+    dist = from_environment()
+    check_distributed(cfg, dist)  # before joining: a refusal needs no other rank
+    dist.join()
+    device = pick_device(train.device, dist.local_rank)
     dtype, autocast = numerics(cfg.model.precision, device)
     data = build_data(cfg)
     groups = data.groups
@@ -90,19 +94,48 @@ def build(cfg: RunConfig):
         raise UsageError(f"--break_steps {out.break_steps} is after the last step ({total_steps})")
     method = build_method(cfg.method, groups, cfg.method_options, total_steps, cfg.run_facts, initial_weights=weights)
 
-    config = run_config(cfg, groups, weights, total_steps, data.info, parent)
-    saved = saved_model_run(out, config)  # --use_saved_model: evaluate it, train nothing
-    run = saved or RunDir.open(out.output_dir, config, out.run_name, out.mode)
+    config = run_config(cfg, groups, weights, total_steps, data.info, parent, dist.world)
+    run, evaluate_only = open_run_dir(out, config, dist)
     try:
         return _build_in(run, cfg, config, data, method, weights, parent, total_steps, device, dtype, autocast,
-                         evaluate_only=saved is not None)
+                         evaluate_only, dist)
     except BaseException:
         run.abandon()  # refused (or interrupted) before training: the folder is as it was
         raise
 
 
+def check_distributed(cfg: RunConfig, dist: Dist) -> None:
+    """What a torchrun job needs beyond one process: a global batch that splits evenly, a method that
+    keeps its decisions identical on every rank."""
+    if not dist.active:
+        return
+    train = cfg.train
+    if train.batch_size % (dist.world * train.gradient_accumulation_steps):
+        raise UsageError(f"--batch_size {train.batch_size} (the global batch) must split evenly over {dist.world} "
+                         f"ranks x --gradient_accumulation_steps {train.gradient_accumulation_steps}; give a "
+                         f"multiple of {dist.world * train.gradient_accumulation_steps}")
+
+
+def open_run_dir(out: OutputOptions, config, dist: Dist):
+    """(RunDir, evaluate_only): rank 0 finds and locks the folder and tells the others which it is (or
+    the one-line refusal that ends them all)."""
+    if not dist.main:
+        kind, value, evaluate_only = dist.broadcast(None)
+        if kind == "error":
+            raise UsageError(value)
+        return FollowerRunDir(value), evaluate_only
+    try:
+        saved = saved_model_run(out, config)  # --use_saved_model: evaluate it, train nothing
+        run = saved or RunDir.open(out.output_dir, config, out.run_name, out.mode)
+    except UsageError as err:
+        dist.broadcast(("error", str(err), False))
+        raise
+    dist.broadcast(("ok", run.path, saved is not None))
+    return run, saved is not None
+
+
 def _build_in(run, cfg, config, data, method, weights, parent, total_steps, device, dtype, autocast,
-              evaluate_only):
+              evaluate_only, dist):
     """The rest of build, once the run directory is found and locked."""
     train, optim, out = cfg.train, cfg.optim, cfg.output
     groups = data.groups
@@ -111,7 +144,7 @@ def _build_in(run, cfg, config, data, method, weights, parent, total_steps, devi
     allowed = resume.check(stored, config, run.path) if stored else {}
     run.clean_leftovers()
     latest = run.latest_checkpoint() if stored else None
-    if out.resume and latest is None:
+    if out.resume and latest is None and dist.main:
         warnings.warn(f"{run.path} has no checkpoint yet (it stopped before its first one): starting it again "
                       "from step 0", stacklevel=2)
 
@@ -129,7 +162,7 @@ def _build_in(run, cfg, config, data, method, weights, parent, total_steps, devi
                                 total=schedule_steps, end_lr=optim.end_lr)
     sampler = data.make_sampler(weights)
     evaluator = Evaluator(groups, data.eval_source, train.eval_batch_size, device, autocast,
-                          cfg.data.max_eval_samples, cfg.data.max_test_samples)
+                          cfg.data.max_eval_samples, cfg.data.max_test_samples, dist=dist)
     services = {"val_batch": _val_batch_fn(evaluator, groups, device, train.selection_seed),
                 "load_model": lambda path: load_frozen_model(path, device)}
     every = max(1, total_steps // train.num_ckpts)
@@ -142,7 +175,7 @@ def _build_in(run, cfg, config, data, method, weights, parent, total_steps, devi
                       eval_every=every, checkpoint_every=out.checkpoint_every or every,
                       keep_checkpoints=out.keep_checkpoints, break_steps=out.break_steps,
                       log_every=out.log_every, progress=not out.no_progress, seed=train.selection_seed,
-                      run_name=run.name, services=services)
+                      run_name=run.name, services=services, dist=dist)
     if evaluate_only:
         return trainer, config, True
     if parent:
@@ -157,6 +190,9 @@ def _build_in(run, cfg, config, data, method, weights, parent, total_steps, devi
         run.reset()  # a new run; or --overwrite, or a run that never reached a checkpoint: start afresh
         run.create(config)  # the first file of a new run, once nothing can be refused any more
     metrics.truncate_after(trainer.step)
+    if dist.active:  # wrapped last: DDP starts from rank 0's weights, which every rank now holds
+        trainer.train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     return trainer, config, False
 
 

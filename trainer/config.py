@@ -179,8 +179,9 @@ def run_identity(config: RunConfig, groups, initial_weights) -> dict:
     return identity
 
 
-def pick_device(device_flag):
-    """The torch device of --device (default: cuda when available); a bad name is a UsageError."""
+def pick_device(device_flag, local_rank: int = 0):
+    """The torch device of --device (default: cuda when available, this process's GPU under torchrun); a bad
+    name is a UsageError."""
     if device_flag:
         try:
             device = torch.device(device_flag)
@@ -189,7 +190,7 @@ def pick_device(device_flag):
         if device.type == "cuda" and not torch.cuda.is_available():
             raise UsageError(f"--device {device_flag}: CUDA is not available on this machine; use --device cpu")
         return device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def precision_mode(args) -> str:

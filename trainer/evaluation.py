@@ -59,7 +59,7 @@ class Evaluator:
     `test_max_windows` the test split (--max_test_samples; None: the whole split, the reported metric)."""
 
     def __init__(self, groups, window_source, batch_size: int, device, autocast, default_max_windows=None,
-                 test_max_windows=None):
+                 test_max_windows=None, dist=None):
         self.groups = list(groups)
         self.window_source = window_source
         self.batch_size = batch_size
@@ -67,6 +67,7 @@ class Evaluator:
         self.autocast = autocast
         self.default_max_windows = default_max_windows
         self.test_max_windows = test_max_windows
+        self.dist = dist  # trainer.distributed.Dist under torchrun: each rank evaluates a block of the rows
         self._cache = {}
 
     def windows(self, split, group, max_windows):
@@ -78,24 +79,28 @@ class Evaluator:
 
     @torch.inference_mode()
     def losses(self, model, split: str, max_windows=None) -> np.ndarray:
-        """Token-mean loss per group (float64 array ordered like `groups`)."""
+        """Token-mean loss per group (float64 array ordered like `groups`); under torchrun the ranks'
+        loss sums and token counts are added up, so every rank gets the same array."""
         if max_windows is None:
             max_windows = self.test_max_windows if split == "test" else self.default_max_windows
         was_training = model.training
         model.eval()
-        out = np.zeros(len(self.groups))
+        sums = np.zeros((len(self.groups), 2))  # (loss sum, scored tokens) per group
+        rank, world = (self.dist.rank, self.dist.world) if self.dist is not None else (0, 1)
         for gi, group in enumerate(self.groups):
             windows = self.windows(split, group, max_windows)
-            total, count = 0.0, 0.0
-            for start in range(0, num_rows(windows), self.batch_size):
-                batch = eval_batch(windows, start, start + self.batch_size, self.device)
+            n = num_rows(windows)
+            for start in range(n * rank // world, n * (rank + 1) // world, self.batch_size):
+                end = min(start + self.batch_size, n * (rank + 1) // world)
+                batch = eval_batch(windows, start, end, self.device)
                 losses, mask = token_losses(model, batch, self.autocast)
-                total += float((losses * mask).sum())
-                count += float(mask.sum())
-            out[gi] = total / max(count, 1.0)
+                sums[gi, 0] += float((losses * mask).sum())
+                sums[gi, 1] += float(mask.sum())
+        if world > 1:
+            sums = self.dist.sum(sums)
         if was_training:
             model.train()
-        return out
+        return sums[:, 0] / np.maximum(sums[:, 1], 1.0)
 
 
 def summarize(groups, val=None, test=None) -> dict:

@@ -7,6 +7,7 @@ evaluations that are due at s (the method's, then the periodic one every `eval_e
 draws the batch for the update s -> s+1. Checkpoints are taken right after update s+1 completes, so a
 resumed run re-enters iteration s+1 exactly as the uninterrupted run did.
 """
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from errors import TrainingDiverged, UsageError
 from methods.base import StepContext
 from options import option, require_positive
 from trainer import checkpoint as ckpt
+from trainer.distributed import Dist
 from trainer.evaluation import summarize, to_device, token_losses
 
 
@@ -73,6 +75,8 @@ class Trainer:
     seed: int = 0
     run_name: str = ""
     services: dict = field(default_factory=dict)
+    dist: Dist = field(default_factory=Dist)  # this process's rank in a torchrun job (world 1: alone)
+    train_model: Any = None  # what the update runs forward through: the model, or its DDP wrapper
     # state that checkpoints carry
     step: int = 0
     tokens: int = 0
@@ -98,7 +102,9 @@ class Trainer:
         return state
 
     def save(self):
-        self.run_dir.save_checkpoint(self.step, self.model, self.optimizer, self.scheduler, self.state(),
+        state = self.state()
+        self.dist.check_same({key: state[key] for key in ("tokens", "sampler", "method")}, "training state")
+        self.run_dir.save_checkpoint(self.step, self.model, self.optimizer, self.scheduler, state,
                                      keep=self.keep_checkpoints)
         self.run_dir.write_artifacts(self.method.artifacts())
 
@@ -108,7 +114,7 @@ class Trainer:
                            micro_batch_index=micro, num_micro_batches=self.grad_accum,
                            token_losses=lambda model, batch: token_losses(model, batch, self.autocast),
                            val_batch=self.services.get("val_batch"), services=self.services,
-                           lr=self.scheduler.get_last_lr()[0])
+                           lr=self.scheduler.get_last_lr()[0], sum_over_ranks=self.dist.sum, ranks=self.dist.world)
 
     def _evaluations(self, record: dict):
         s = self.step
@@ -132,25 +138,29 @@ class Trainer:
             self.weights_trajectory.append({"step": self.step, "weights": current})
         return mix
 
-    def _batch(self, mix) -> dict:
-        """The sampler's batch for this step (data.bundle's mapping) as tensors on the device."""
-        return to_device(self.sampler.next_batch(exact=True if mix.exact else None), self.device)
-
     def _update(self, mix) -> torch.Tensor:
-        """One optimizer update on the batch for this step; returns the (detached) training loss."""
-        batch = self._batch(mix)
-        self.tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
-        # Each micro-batch's mean loss is weighted by its share of the batch's scored tokens, so the
-        # accumulated gradient is the gradient of the whole batch's token mean.
+        """One optimizer update on the batch for this step; returns the (detached) training loss (this
+        rank's part of it: the ranks' parts sum to the world size times the batch's loss)."""
+        glob = self.sampler.next_batch(exact=True if mix.exact else None)  # the global batch, on every rank
+        self.tokens += int(glob["attention_mask"].sum()) if "attention_mask" in glob else glob["input_ids"].size
+        scored_all = float((glob["labels"][:, 1:] != -100).sum())
+        batch = to_device(glob, self.device, rows=self.dist.rows(self.batch_size))  # this rank's slice
+        # Each micro-batch's mean loss is weighted by its share of the global batch's scored tokens (times
+        # the world size, which DDP's gradient average divides out again), so the accumulated gradient is
+        # the gradient of the whole batch's token mean, whatever the number of ranks.
         scored = (batch["labels"][:, 1:] != -100).sum(dim=1).float()
-        micro = self.batch_size // self.grad_accum
+        micro = self.batch_size // self.dist.world // self.grad_accum
         total = torch.zeros((), device=self.device)
+        model = self.model if self.method.writes_gradients else (self.train_model or self.model)
+        ddp = model is not self.model
         for m in range(self.grad_accum):
             part = {key: value[m * micro:(m + 1) * micro] for key, value in batch.items()}
-            share = scored[m * micro:(m + 1) * micro].sum() / scored.sum().clamp_min(1.0)
-            loss = self.method.training_loss(self.model, part, self._context(m)) * share
-            if loss.requires_grad:  # else the method wrote the gradients itself (methods/base.py)
-                loss.backward()
+            share = scored[m * micro:(m + 1) * micro].sum() / max(scored_all, 1.0) * self.dist.world
+            last = m == self.grad_accum - 1
+            with model.no_sync() if ddp and not last else contextlib.nullcontext():
+                loss = self.method.training_loss(model, part, self._context(m)) * share
+                if loss.requires_grad:  # else the method wrote the gradients itself (methods/base.py)
+                    loss.backward()
             total += loss.detach()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         # a non-finite gradient makes finite-loss weights garbage: fold it into the logged loss so that
@@ -195,7 +205,7 @@ class Trainer:
             due_log = self.step % self.log_every == 0 or self.step in (self.total_steps, self.break_steps)
             due_ckpt = self.checkpoint_every and self.step % self.checkpoint_every == 0
             if due_log or due_ckpt or record:
-                train_loss = float(loss_sum) / max(loss_count, 1)
+                train_loss = float(self.dist.sum(np.array([float(loss_sum)]))[0]) / self.dist.world / max(loss_count, 1)
                 self._check_finite(train_loss)
                 elapsed = time.perf_counter() - window_start
                 line = {"step": self.step, "tokens": self.tokens, "lr": self.scheduler.get_last_lr()[0],
@@ -220,6 +230,8 @@ class Trainer:
     def finish(self, status: str) -> dict:
         """Final evaluations and the results dict. status: complete, break (val only, and the full
         state saved for child runs) or evaluated (--use_saved_model: no training)."""
+        self.dist.check_same(ckpt.numpy_free({"weights": self.weights_trajectory, "method": self.method.state_dict()}),
+                             "mixture")
         if not self.val_history or self.val_history[-1]["step"] != self.step:
             losses = self.evaluator.losses(self.model, "val")
             self.val_history.append({"step": self.step, "val_loss": dict(zip(self.groups, losses.tolist()))})

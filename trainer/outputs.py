@@ -33,7 +33,8 @@ class MetricsLog:
     """Appends one JSON object per line to metrics.jsonl (and to wandb when enabled)."""
 
     def __init__(self, path, start_wandb=None):
-        """start_wandb: None, or a function that starts the wandb run (called at the first line written)."""
+        """start_wandb: None, or a function that starts the wandb run (called at the first line written).
+        path None: a log that writes nothing (the ranks other than 0 of a torchrun job)."""
         self.path = path
         self.wandb_run = None
         self._start_wandb = start_wandb
@@ -46,7 +47,7 @@ class MetricsLog:
 
     def truncate_after(self, step: int):
         """Drop lines logged after `step` (work lost in a crash, to be redone by the resumed run)."""
-        if not os.path.exists(self.path):
+        if self.path is None or not os.path.exists(self.path):
             return
         with open(self.path) as fh:
             lines = [ln for ln in fh if ln.strip()]
@@ -63,6 +64,8 @@ class MetricsLog:
         os.replace(tmp, self.path)
 
     def write(self, record: dict):
+        if self.path is None:
+            return
         with open(self.path, "a") as fh:
             fh.write(json.dumps(_clean(record)) + "\n")
         if self._start_wandb is not None:

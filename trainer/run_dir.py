@@ -237,9 +237,7 @@ class RunDir:
 
     def latest_checkpoint(self):
         """The newest valid checkpoint directory, or None."""
-        from trainer import (
-            checkpoint as ckpt,  # torch: only where checkpoints are touched (analysis/ reads runs)
-        )
+        from trainer import checkpoint as ckpt  # torch: only where checkpoints are touched (analysis/ reads runs)
 
         return ckpt.latest_valid_checkpoint(self.checkpoints)
 
@@ -304,4 +302,33 @@ def _remove(path) -> None:
     try:
         os.remove(path)
     except FileNotFoundError:
+        pass
+
+
+class FollowerRunDir(RunDir):
+    """The run folder as the ranks other than 0 of a torchrun job see it: they read it (the checkpoint to
+    restore) and never write; rank 0 holds the lock and writes everything."""
+
+    def create(self, config: dict) -> None:
+        pass
+
+    def clean_leftovers(self) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+    def metrics_log(self, start_wandb=None) -> MetricsLog:
+        return MetricsLog(None)
+
+    def save_checkpoint(self, step, model, optimizer, scheduler, state: dict, keep: int) -> None:
+        pass
+
+    def write_artifacts(self, files: dict) -> None:
+        pass
+
+    def write_results(self, results: dict) -> None:
+        pass
+
+    def save_model(self, model) -> None:
         pass
