@@ -191,3 +191,25 @@ def test_run_identity_holds_only_the_flags_the_run_uses():
     aioli = identity("--aioli", "--lp_rounds", "3")
     assert aioli["method"] == "aioli" and aioli["lp_rounds"] == 3 and "doge_mu" not in aioli
     assert identity("--aioli", "--lp_rounds", "3", "--doge_mu", "0.5") == aioli
+
+
+def test_mfu_in_metrics_from_the_models_flops_and_the_given_peak(tiny_shards, tmp_path):
+    """MFU = tokens/s x training FLOPs per token / peak FLOP/s; FLOPs per token counted by hand here for the
+    tiny config (width 128, 2 layers, MLP 512, the demo vocabulary of 4096, context 64)."""
+    import main
+
+    out = tmp_path / "o"
+    main.main(["--train_data_dir", tiny_shards, "--slice_list", "arxiv", "book", "--model", "tiny", "--checkpoint",
+               "0", "--context_length", "64", "--batch_size", "4", "--max_steps", "4", "--log_every", "2",
+               "--max_eval_samples", "2", "--max_test_samples", "2", "--peak_tflops", "0.5", "--output_dir",
+               str(out), "--run_name", "r", "--no_progress"])
+    weights = 2 * (4 * 128 * 128 + 2 * 128 * 512) + 128 * 4096
+    per_token = 6 * weights + 12 * 2 * 128 * 64
+    lines = [json.loads(x) for x in open(out / "r" / "metrics.jsonl") if '"tokens_per_s"' in x]
+    assert lines
+    for line in lines:
+        assert line["mfu"] == pytest.approx(line["tokens_per_s"] * per_token / 0.5e12, rel=1e-9)
+    main.main(["--train_data_dir", tiny_shards, "--slice_list", "arxiv", "book", "--model", "tiny", "--checkpoint",
+               "0", "--context_length", "64", "--batch_size", "4", "--max_steps", "2", "--max_eval_samples", "2",
+               "--max_test_samples", "2", "--output_dir", str(out), "--run_name", "cpu", "--no_progress"])
+    assert all("mfu" not in json.loads(x) for x in open(out / "cpu" / "metrics.jsonl")), "no peak known on a CPU"

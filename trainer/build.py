@@ -20,7 +20,7 @@ from trainer.data_setup import build_data
 from trainer.evaluation import Evaluator, to_device
 from trainer.loop import Trainer
 from trainer.mixture import initial_weights
-from trainer.models import build_model, choose_attention, load_frozen_model
+from trainer.models import build_model, choose_attention, flops_per_token, load_frozen_model, peak_tflops
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.outputs import start_wandb
 from trainer.run_dir import FollowerRunDir, OutputOptions, RunDir
@@ -84,6 +84,9 @@ def build(cfg: RunConfig):
     check_distributed(cfg, dist)  # before joining: a refusal needs no other rank
     dist.join()
     device = pick_device(train.device, dist.local_rank)
+    if device.type == "cuda":  # TF32 tensor cores for the fp32 matmuls that remain (bf16 runs use bf16 ones)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     dtype, autocast = numerics(cfg.model.precision, device)
     data = build_data(cfg)
     groups = data.groups
@@ -175,7 +178,10 @@ def _build_in(run, cfg, config, data, method, weights, parent, total_steps, devi
                       eval_every=every, checkpoint_every=out.checkpoint_every or every,
                       keep_checkpoints=out.keep_checkpoints, break_steps=out.break_steps,
                       log_every=out.log_every, progress=not out.no_progress, seed=train.selection_seed,
-                      run_name=run.name, services=services, dist=dist)
+                      run_name=run.name, services=services, dist=dist,
+                      flops_per_token=flops_per_token(model.config, cfg.data.context_length))
+    peak = peak_tflops(device, cfg.model.peak_tflops)
+    trainer.peak_flops = peak * 1e12 * dist.world if peak else None
     if evaluate_only:
         return trainer, config, True
     if parent:
@@ -193,6 +199,8 @@ def _build_in(run, cfg, config, data, method, weights, parent, total_steps, devi
     if dist.active:  # wrapped last: DDP starts from rank 0's weights, which every rank now holds
         trainer.train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.model.compile:  # the training forward/backward only: checkpoints keep the plain module's names
+        trainer.train_model = torch.compile(trainer.train_model if trainer.train_model is not None else model)
     return trainer, config, False
 
 

@@ -28,12 +28,13 @@ def token_losses(model, batch, autocast):
 def to_device(arrays: dict, device, rows=slice(None), width=None) -> dict:
     """int64 tensors on `device` of arrays[key][rows] (2-D arrays cut to `width` columns). An array that two
     keys share (windows: `labels` is `input_ids`) is copied once and both keys get the same tensor."""
+    pin = torch.device(device).type == "cuda"  # page-locked host memory: the copy overlaps the GPU's work
     copies, out = {}, {}
     for key, value in arrays.items():
         if id(value) not in copies:
             part = value[rows] if value.ndim == 1 else value[rows, :width]
-            copies[id(value)] = torch.from_numpy(np.ascontiguousarray(part, dtype=np.int64)).to(device,
-                                                                                                non_blocking=True)
+            host = torch.from_numpy(np.ascontiguousarray(part, dtype=np.int64))
+            copies[id(value)] = (host.pin_memory() if pin else host).to(device, non_blocking=True)
         out[key] = copies[id(value)]
     return out
 

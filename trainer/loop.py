@@ -76,7 +76,9 @@ class Trainer:
     run_name: str = ""
     services: dict = field(default_factory=dict)
     dist: Dist = field(default_factory=Dist)  # this process's rank in a torchrun job (world 1: alone)
-    train_model: Any = None  # what the update runs forward through: the model, or its DDP wrapper
+    train_model: Any = None  # what the update runs forward through: the model, or its DDP / compiled wrapper
+    flops_per_token: float = 0.0  # training FLOPs per token (trainer.models.flops_per_token), for MFU
+    peak_flops: Optional[float] = None  # the job's peak FLOP/s (all ranks); None: no MFU in the metrics
     # state that checkpoints carry
     step: int = 0
     tokens: int = 0
@@ -151,13 +153,15 @@ class Trainer:
         scored = (batch["labels"][:, 1:] != -100).sum(dim=1).float()
         micro = self.batch_size // self.dist.world // self.grad_accum
         total = torch.zeros((), device=self.device)
-        model = self.model if self.method.writes_gradients else (self.train_model or self.model)
-        ddp = model is not self.model
+        wrapped = self.train_model is not None and not self.method.writes_gradients
+        model = self.train_model if wrapped else self.model
+        # DDP: gradients are exchanged once, at the last micro-batch
+        no_sync = model.no_sync if wrapped and self.dist.active else None
         for m in range(self.grad_accum):
             part = {key: value[m * micro:(m + 1) * micro] for key, value in batch.items()}
             share = scored[m * micro:(m + 1) * micro].sum() / max(scored_all, 1.0) * self.dist.world
             last = m == self.grad_accum - 1
-            with model.no_sync() if ddp and not last else contextlib.nullcontext():
+            with no_sync() if no_sync is not None and not last else contextlib.nullcontext():
                 loss = self.method.training_loss(model, part, self._context(m)) * share
                 if loss.requires_grad:  # else the method wrote the gradients itself (methods/base.py)
                     loss.backward()
@@ -211,6 +215,8 @@ class Trainer:
                 line = {"step": self.step, "tokens": self.tokens, "lr": self.scheduler.get_last_lr()[0],
                         "train_loss": train_loss, "weights": self.weights_trajectory[-1]["weights"],
                         "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
+                if self.peak_flops:
+                    line["mfu"] = line["tokens_per_s"] * self.flops_per_token / self.peak_flops
                 # evaluations ran before this update, at step - 1
                 line.update(record)
                 if record:

@@ -31,6 +31,13 @@ class ModelOptions:
     precision: Optional[str] = option(
         None, "fp32 (CPU default), bf16-autocast with fp32 master weights (GPU default with --use_flash_attention), "
         "or bf16-pure weights as in the paper", choices=("fp32", "bf16-autocast", "bf16-pure"))
+    compile: bool = option(False, "torch.compile the training forward and backward (evaluation stays eager)")
+    peak_tflops: Optional[float] = option(None, "the device's peak TFLOP/s for the MFU figure in metrics.jsonl "
+                                          "(default: looked up for known GPUs; no MFU otherwise)")
+
+    def check(self):
+        if self.peak_tflops is not None and not self.peak_tflops > 0:
+            raise UsageError(f"--peak_tflops: must be a positive number of TFLOP/s, got {self.peak_tflops}")
 
 log = logging.getLogger(__name__)
 
@@ -160,3 +167,29 @@ def load_frozen_model(path: str, device, dtype=torch.float32):
     for param in model.parameters():
         param.requires_grad_(False)
     return model
+
+
+# Dense bf16 peak TFLOP/s by device-name substring (vendor data sheets, without sparsity)
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "L4": 121.0,
+                    "RTX 4090": 165.0, "V100": 125.0}
+
+
+def peak_tflops(device, override=None):
+    """The device's peak TFLOP/s for MFU: --peak_tflops, else the table for a known GPU, else None."""
+    if override is not None:
+        return float(override)
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((value for key, value in PEAK_BF16_TFLOPS.items() if key in name), None)
+
+
+def flops_per_token(config, context_length: int) -> float:
+    """Training FLOPs per token (forward + backward): 6 per weight of the non-embedding matrices plus the
+    lm head, and 12 x layers x width x context for the attention scores (the usual count, as in the
+    PaLM paper's MFU); what MFU divides by."""
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    inner = getattr(config, "intermediate_size", 4 * hidden)
+    per_layer = 4 * hidden * hidden + 2 * hidden * inner  # q, k, v, out; the two MLP matrices
+    weights = layers * per_layer + hidden * config.vocab_size  # + the lm head
+    return 6.0 * weights + 12.0 * layers * hidden * context_length
