@@ -17,6 +17,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from collections import Counter, deque
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from data import sharded
 from data.groups import SLIMPAJAMA_GROUPS
 from data.sources import HF_SHUFFLE_SEED, ReadStats, detect_layout, input_files, iter_documents
 from data.tokenization import eos_id, load_tokenizer, resolve_tokenizer_file, tokenizer_sha256, vocab_size
@@ -110,6 +112,14 @@ class _ShardWriter:
             if gdir.is_dir() and not any(gdir.iterdir()):
                 gdir.rmdir()
 
+    def append_file(self, key, path: Path, tokens: int, ndocs: int):
+        """Append a prepared shard file (--merge), streamed: parts can be larger than memory."""
+        self.write(key, np.zeros(0, dtype=np.uint8), 0)  # opens the temporary file
+        with open(path, "rb") as src:
+            shutil.copyfileobj(src, self.files[key], 1 << 24)
+        self.tokens[key] += tokens
+        self.docs[key] += ndocs
+
     def commit(self):
         for key in self.files:
             os.replace(self.tmp_path(key), self.out / key[0] / f"{key[1]}.bin")
@@ -137,8 +147,9 @@ def _shards_intact(meta, out: Path) -> bool:
     """Every shard that meta.json lists exists with size = tokens x itemsize."""
     try:
         itemsize = np.dtype(meta["dtype"]).itemsize
-        return all((out / g / f"{s}.bin").stat().st_size == n * itemsize
-                   for g, counts in meta["groups"].items() for s, n in counts.items())
+        # a part of a sharded preparation may have no tokens, and then no file, for a group's split
+        files = [(out / g / f"{s}.bin", n) for g, counts in meta["groups"].items() for s, n in counts.items()]
+        return all((n == 0 and not path.exists()) or path.stat().st_size == n * itemsize for path, n in files)
     except (OSError, KeyError, TypeError, AttributeError):
         return False
 
@@ -195,7 +206,7 @@ def prepare_corpus(input_path, output_dir, tokenizer_spec, **settings) -> dict:
 
 def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_proc=1, seed=0,
                     val_fraction=0.05, test_fraction=0.05, strict=False, overwrite=False, progress=True,
-                    dtype="auto", skip_damaged=False) -> dict:
+                    dtype="auto", skip_damaged=False, shard=None) -> dict:
     """The phases: check the settings -> fingerprint the inputs -> reuse or refuse what the output holds ->
     tokenize into temporary shards -> check the groups and splits -> commit (meta.json last)."""
     t0 = time.perf_counter()
@@ -217,6 +228,11 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
     tok_sha = tokenizer_sha256(tokenizer_spec)
     files = [[rel, p.stat().st_size, p.stat().st_mtime_ns] for rel, p in input_files(layout, input_path)]
     fingerprint = _fingerprint(layout, files, tok_sha, np_dtype, split_settings, groups, skip_damaged)
+    part = None
+    if shard is not None:  # this machine's contiguous block of the input files (data/sharded.py)
+        part = sharded.part_of(shard, layout, files, fingerprint, groups)
+        files = [f for f in files if f[0] in set(part["files"])]
+        fingerprint = part["fingerprint"]
 
     out = Path(output_dir)
     old, existing = _reuse_or_refuse(out, output_dir, fingerprint, overwrite)
@@ -232,12 +248,16 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
     stats, writer = ReadStats(), _ShardWriter(out)
     wanted = set(groups) if groups is not None else None
     docs = iter_documents(layout, input_path, wanted, seed=seed, val_fraction=val_fraction,
-                          test_fraction=test_fraction, strict=strict, stats=stats, skip_damaged=skip_damaged)
+                          test_fraction=test_fraction, strict=strict, stats=stats, skip_damaged=skip_damaged,
+                          only=None if part is None else set(part["files"]))
     try:
         text_bytes = _tokenize(docs, writer, stats, files, Path(input_path).name, num_proc,
                                (str(tok_file), eos, np_dtype.str, True), progress)
         _warn_skipped(stats)
-        final = _groups_with_every_split(writer, groups, layout, input_path, val_fraction, test_fraction)
+        if part is None:
+            final = _groups_with_every_split(writer, groups, layout, input_path, val_fraction, test_fraction)
+        else:  # a part may lack a group or a split: the merge checks the whole
+            final = [g for g in SLIMPAJAMA_GROUPS if any(writer.docs[g, s] for s in SPLITS)]
         meta = {"format": FORMAT, "version": VERSION, "tokenizer": str(tokenizer_spec),
                 "tokenizer_sha256": tok_sha, "vocab_size": vocab, "dtype": np_dtype.name, "eos_id": eos,
                 "fingerprint": fingerprint, "source_layout": layout, "split_settings": split_settings,
@@ -246,6 +266,8 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
                 "skipped_lines": stats.malformed, "skipped_lines_by_file": dict(stats.malformed_by_file),
                 "damaged_files": stats.damaged,
                 "skipped_unknown_set": sum(stats.unknown_sets.values())}
+        if part is not None:
+            meta["part"] = part
         _commit(out, meta, writer, existing, final)
     except BaseException:
         writer.discard()
@@ -255,6 +277,62 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
         raise
     if progress:
         _print_summary(meta, out, text_bytes, time.perf_counter() - t0)
+    return meta
+
+
+def merge_parts(part_dirs, output_dir, overwrite=False, progress=True) -> dict:
+    """Join the N part folders of a --shard preparation into `output_dir`: each group/split is the parts'
+    shards concatenated in part order, so shards and meta.json equal a one-machine preparation's."""
+    metas = []
+    for path in part_dirs:
+        meta = _read_meta(Path(path)) if Path(path).is_dir() else None
+        if meta is None or not _shards_intact(meta, Path(path)):
+            raise UsageError(f"--merge {path}: no intact prepared part here (meta.json missing, or its shards do "
+                             "not match it)")
+        metas.append(meta)
+    parts = sharded.check_parts(metas, part_dirs)
+    folders = {meta["part"]["index"]: Path(path) for meta, path in zip(metas, part_dirs)}
+    requested = parts[0]["part"]["requested_groups"]
+    found = [g for g in SLIMPAJAMA_GROUPS if any(g in p["groups"] for p in parts)]
+    final = requested or found
+    if not final:
+        raise UsageError("--merge: the parts hold no documents of a known group")
+    meta = sharded.joined_meta(parts, final, SPLITS)
+    settings = meta["split_settings"]
+    for g in final:
+        for s in SPLITS:
+            if not meta["documents"][g][s]:
+                raise UsageError(_empty_split_message(meta["source_layout"], g, s, sum(meta["documents"][g].values()),
+                                                      "the merged parts", settings["val_fraction"],
+                                                      settings["test_fraction"]))
+    out = Path(output_dir)
+    old, existing = _reuse_or_refuse(out, output_dir, meta["fingerprint"], overwrite)
+    if old is not None:
+        if progress:
+            print(f"{out}: already holds these parts merged (meta.json fingerprint matches)")
+        return old
+    created_out = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    writer = _ShardWriter(out)
+    try:
+        for part in parts:
+            for g in final:
+                for s in SPLITS:
+                    tokens = part["groups"].get(g, {}).get(s, 0)
+                    if tokens:
+                        writer.append_file((g, s), folders[part["part"]["index"]] / g / f"{s}.bin", tokens,
+                                           part["documents"][g][s])
+        writer.close()
+        _commit(out, meta, writer, existing, final)
+    except BaseException:
+        writer.discard()
+        (out / "meta.json.tmp").unlink(missing_ok=True)
+        if created_out and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    if progress:
+        print(f"merged {len(parts)} parts into {out}: " + ", ".join(
+            f"{g} {sum(c.values())} tokens" for g, c in meta["groups"].items()))
     return meta
 
 
@@ -393,10 +471,10 @@ def _print_summary(meta, out, text_bytes, seconds):
 
 def build_parser():
     p = OneLineArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n\n")[0])
-    p.add_argument("--input", required=True, help="raw corpus: SlimPajama folder, .jsonl(.zst) file or "
+    p.add_argument("--input", help="raw corpus: SlimPajama folder, .jsonl(.zst) file or "
                    "folder, or a dataset saved with save_to_disk")
     p.add_argument("--output", required=True, help="directory for <group>/{train,val,test}.bin + meta.json")
-    p.add_argument("--tokenizer", required=True, help="tokenizer.json, a folder holding one, or a model name "
+    p.add_argument("--tokenizer", help="tokenizer.json, a folder holding one, or a model name "
                    "in the local Hugging Face cache")
     p.add_argument("--groups", nargs="+", default=None, help=f"subset of {' '.join(SLIMPAJAMA_GROUPS)} "
                    "(default: every group present)")
@@ -411,16 +489,28 @@ def build_parser():
                         "is recorded in meta.json)")
     p.add_argument("--overwrite", action="store_true", help="replace shards prepared with other settings")
     p.add_argument("--no_progress", action="store_true", help="no progress bar and no summary line")
+    p.add_argument("--shard", default=None, metavar="I/N", help="prepare part I of N (0-based): a contiguous "
+                   "block of the input files, for several machines; join the parts with --merge")
+    p.add_argument("--merge", nargs="+", default=None, metavar="PART", help="join the N part folders of a "
+                   "--shard preparation into --output (no --input or --tokenizer needed)")
     return p
 
 
 @exit_on_usage_error
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.merge:
+        with FileLock(os.path.abspath(args.output).rstrip(os.sep) + ".lock"):
+            merge_parts(args.merge, args.output, overwrite=args.overwrite, progress=not args.no_progress)
+        return
+    missing = [flag for flag in ("input", "tokenizer") if getattr(args, flag) is None]
+    if missing:
+        raise UsageError(f"python -m data.prepare: --{' and --'.join(missing)} required (or --merge PART ...)")
     prepare_corpus(args.input, args.output, args.tokenizer, groups=args.groups, num_proc=args.num_proc,
                    seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                    strict=args.strict, skip_damaged=args.skip_damaged_files, overwrite=args.overwrite,
-                   progress=not args.no_progress, dtype=args.dtype)
+                   progress=not args.no_progress, dtype=args.dtype,
+                   shard=sharded.parse_shard(args.shard) if args.shard else None)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,10 @@ class ShardSet:
         meta_path = os.path.join(root, META_FILE)
         if os.path.exists(meta_path):
             meta = _read_meta(meta_path)
+            if "part" in meta:
+                part = meta["part"]
+                raise UsageError(f"{root} is part {part['index']} of {part['count']} of a sharded preparation; join "
+                                 "the parts first: python -m data.prepare --merge PART ... --output DIR")
             available = list(meta["groups"])
             dtype = meta["dtype"]
         else:

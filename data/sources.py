@@ -292,11 +292,13 @@ def _iter_hf_disk(root: Path, wanted, stats):
 
 
 def iter_documents(layout, input_path, wanted, *, seed, val_fraction, test_fraction, strict, stats,
-                   skip_damaged=False):
+                   skip_damaged=False, only=None):
     """Yield (group, split, text, utf-8 bytes of text) for every document of a wanted group (all known
     groups when `wanted` is None), in a deterministic order. Skips are recorded in `stats`."""
     root = Path(input_path)
     files = input_files(layout, root)
+    if only is not None:  # one part of a sharded preparation: these relative paths only
+        files = [(rel, path) for rel, path in files if rel in only]
     stats.total = sum(p.stat().st_size for _, p in files)
     if layout == "hf_disk":
         yield from _iter_hf_disk(root, wanted, stats)

@@ -350,3 +350,54 @@ def test_cli_skips_malformed_lines_with_one_warning(bad_inputs, tok_path):
     assert "1 malformed JSON line" in res.stderr and "a.jsonl:21" in res.stderr
     assert res.stdout.startswith("prepared ") and "MB/s" in res.stdout
     assert json.loads((base / "out_lenient" / "meta.json").read_text())["skipped_lines"] == 1
+
+
+def test_sharded_preparation_merges_to_the_one_machine_bytes(tmp_path, docs, tok_path):
+    """Three machines each prepare a contiguous block of the input files (--shard i/3); --merge joins them into
+    shards and a meta.json equal to a one-machine preparation's, byte for byte."""
+    raw = tmp_path / "raw"
+    order = [(g, t) for g in GROUP_MODULES for t in docs[g]]
+    random.Random(2).shuffle(order)
+    for i in range(4):  # four files of interleaved groups, one of them compressed
+        name = "c.jsonl.zst" if i == 2 else f"{'abcd'[i]}.jsonl"
+        _write_jsonl(raw / name, [_record(g, t) for g, t in order[i::4]])
+    common = ["--input", raw, "--tokenizer", tok_path, "--val_fraction", "0.2", "--test_fraction", "0.2",
+              "--no_progress"]
+    prep.main([*map(str, common), "--output", str(tmp_path / "whole")])
+    for i in range(3):
+        prep.main([*map(str, common), "--output", str(tmp_path / f"part{i}"), "--shard", f"{i}/3"])
+    parts = [json.load(open(tmp_path / f"part{i}" / "meta.json"))["part"]["files"] for i in range(3)]
+    assert [len(p) for p in parts] == [1, 1, 2] and sum(parts, []) == ["a.jsonl", "b.jsonl", "c.jsonl.zst", "d.jsonl"]
+    prep.main(["--merge", *(str(tmp_path / f"part{i}") for i in (2, 0, 1)), "--output", str(tmp_path / "merged"),
+               "--no_progress"])
+    whole = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*") if p.is_file())
+    merged = sorted(p.relative_to(tmp_path / "merged") for p in (tmp_path / "merged").rglob("*") if p.is_file())
+    assert whole == merged and len(whole) == 1 + 3 * len(GROUP_MODULES)
+    for rel in whole:
+        if rel.name == "meta.json":
+            assert json.load(open(tmp_path / "whole" / rel)) == json.load(open(tmp_path / "merged" / rel))
+        else:
+            assert (tmp_path / "whole" / rel).read_bytes() == (tmp_path / "merged" / rel).read_bytes(), rel
+
+
+def test_sharded_preparation_refusals(tmp_path, docs, tok_path, capsys):
+    from data.shards import ShardSet
+
+    _jsonl_corpus(tmp_path / "raw", docs, list(GROUP_MODULES))
+    common = ["--input", str(tmp_path / "raw"), "--tokenizer", str(tok_path), "--val_fraction", "0.2",
+              "--test_fraction", "0.2", "--no_progress"]
+    prep.main(common + ["--output", str(tmp_path / "p0"), "--shard", "0/2"])
+    with pytest.raises(UsageError, match="is part 0 of 2 of a sharded preparation"):
+        ShardSet.open(tmp_path / "p0")
+    for argv, needle in (
+        (["--merge", str(tmp_path / "p0"), "--output", str(tmp_path / "m")], "parts 1 of 2 are missing"),
+        (common + ["--output", str(tmp_path / "x"), "--shard", "2/2"], "I must lie in 0..N-1"),
+        (common + ["--output", str(tmp_path / "x"), "--shard", "0/3"], "only 2 file(s)"),
+        (common + ["--output", str(tmp_path / "x"), "--shard", "half"], "write it as I/N"),
+        (["--output", str(tmp_path / "x")], "--input and --tokenizer required"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            prep.main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "x").exists()
