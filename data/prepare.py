@@ -270,10 +270,7 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
             meta["part"] = part
         _commit(out, meta, writer, existing, final)
     except BaseException:
-        writer.discard()
-        (out / "meta.json.tmp").unlink(missing_ok=True)
-        if created_out and not any(out.iterdir()):
-            out.rmdir()
+        _undo(out, writer, created_out)
         raise
     if progress:
         _print_summary(meta, out, text_bytes, time.perf_counter() - t0)
@@ -325,10 +322,7 @@ def merge_parts(part_dirs, output_dir, overwrite=False, progress=True) -> dict:
         writer.close()
         _commit(out, meta, writer, existing, final)
     except BaseException:
-        writer.discard()
-        (out / "meta.json.tmp").unlink(missing_ok=True)
-        if created_out and not any(out.iterdir()):
-            out.rmdir()
+        _undo(out, writer, created_out)
         raise
     if progress:
         print(f"merged {len(parts)} parts into {out}: " + ", ".join(
@@ -444,6 +438,14 @@ def _groups_with_every_split(writer, groups, layout, input_path, val_fraction, t
             if not writer.docs[g, s]:
                 raise UsageError(_empty_split_message(layout, g, s, ndocs, input_path, val_fraction, test_fraction))
     return final
+
+
+def _undo(out: Path, writer, created_out: bool) -> None:
+    """After a failure: the temporary shards and meta go, and the output folder if this run created it."""
+    writer.discard()
+    (out / "meta.json.tmp").unlink(missing_ok=True)
+    if created_out and not any(out.iterdir()):
+        out.rmdir()
 
 
 def _commit(out: Path, meta, writer, existing, final):

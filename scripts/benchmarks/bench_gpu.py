@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+from bench_loop import median_window_rate  # noqa: E402  (this folder is on sys.path when run as a script)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKENIZER = os.path.join(ROOT, "data", "demo", "tokenizer.json")
 
@@ -98,9 +100,7 @@ def run_bare(argv, steps, log_every, tokens_per_step):
     out = subprocess.run([sys.executable, "-c", BARE.format(root=ROOT, argv=argv + ["--max_steps", str(steps)],
                                                             steps=steps)],
                          check=True, capture_output=True, text=True, cwd=ROOT).stdout
-    times = json.loads(out.strip().splitlines()[-1])[log_every:]
-    windows = [sum(times[i:i + log_every]) for i in range(0, len(times) - log_every + 1, log_every)]
-    return statistics.median(tokens_per_step * log_every / w for w in windows)
+    return median_window_rate(out, log_every, tokens_per_step)
 
 
 def main():

@@ -68,7 +68,13 @@ def bare_run(argv, steps, threads, log_every, tokens_per_step):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True,
                          cwd=ROOT).stdout
-    times = json.loads(out.strip().splitlines()[-1])[log_every:]  # the same warm-up cut as main.py's
+    return median_window_rate(out, log_every, tokens_per_step)
+
+
+def median_window_rate(stdout: str, log_every: int, tokens_per_step: int) -> float:
+    """Median tokens/s over windows of `log_every` steps of a bare loop's step times (its last stdout line),
+    after the first window: the same warm-up cut as main.py's metrics."""
+    times = json.loads(stdout.strip().splitlines()[-1])[log_every:]
     windows = [sum(times[i:i + log_every]) for i in range(0, len(times) - log_every + 1, log_every)]
     return statistics.median(tokens_per_step * log_every / w for w in windows)
 
