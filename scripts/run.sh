@@ -52,6 +52,8 @@ environment:
   PRIOR_STEPS      aioli_restricted: steps on the prior (default half the run)
   BREAK_STEPS      dynamic: step at which the parents stop (default 2000)
   REMAINING_STEPS  dynamic: steps of each child (default 100)
+  RUNNER           sweep/dml/skillit: run a stage's independent runs together: local:N, local:N:gpus,
+                   slurm (SLURM_PARTITION, SLURM_GPUS_PER_JOB, SLURM_TIMEOUT_MIN; via submitit)
 EOF
 }
 

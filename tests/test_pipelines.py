@@ -35,7 +35,7 @@ ENTRY = {"stratified.sh": "stratified", "sweep/run.sh": "sweep", "sweep/dynamic.
          "aioli/diagonal.sh": "aioli_diagonal"}
 AIOLI_FLAGS = ("--lp_rounds", "--lp_steps", "--eta", "--ema", "--update_steps", "--one_hot_factor")
 ENVIRONMENT = ("SLIMPAJAMA_DIR", "OUTPUT_DIR", "SEEDS", "PYTHON", "SWEEP_GRID", "SWEEP_POINTS", "AIOLI_PRIOR",
-               "PRIOR_STEPS", "BREAK_STEPS", "REMAINING_STEPS")
+               "PRIOR_STEPS", "BREAK_STEPS", "REMAINING_STEPS", "RUNNER")
 
 # Stands in for `python` (bash: a Python stub's start-up would dominate the test): logs its argv
 # (unit separator between arguments, record separator after each call) and writes what each stage's

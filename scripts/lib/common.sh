@@ -8,6 +8,11 @@
 #   OUTPUT_DIR      root of all outputs (default ./output); runs go to $OUTPUT_DIR/<setting>/...
 #   SEEDS           seeds to run (default "0 1 2 3 4"; full setting "0 1 2")
 #   PYTHON          interpreter (default python)
+#   RUNNER          how a stage's independent runs (sweep points, one-hot runs) are run: unset = one
+#                   after the other here; local:N = N at once here (local:N:gpus = one GPU each);
+#                   slurm = one Slurm job array through submitit (SLURM_PARTITION, SLURM_TIMEOUT_MIN,
+#                   SLURM_GPUS_PER_JOB). The commands are written to $OUTPUT_DIR/<setting>/<stage>.commands.txt
+#                   and run by scripts/run_many.py.
 # Extra arguments are appended LAST to every main.py call (argparse: the last flag wins), so they
 # override anything here (tests shrink the runs this way). Do not pass --output_dir or --run_name
 # there: the stages find each other's outputs by these names; use OUTPUT_DIR instead.
@@ -126,8 +131,44 @@ train() {
     rm -rf -- "$run"
   fi
   mkdir -p "$dir"
+  if [[ -n "${RUN_QUEUE:-}" ]]; then  # inside batch_begin/batch_end: written down, run by batch_end
+    log "queue $run"
+    printf '%q ' "$PY" "$MAIN" --output_dir "$dir" --run_name "$name" ${resume[@]+"${resume[@]}"} "$@" >> "$RUN_QUEUE"
+    printf '\n' >> "$RUN_QUEUE"
+    return 0
+  fi
   log "run $run"
   "$PY" "$MAIN" --output_dir "$dir" --run_name "$name" ${resume[@]+"${resume[@]}"} "$@"
+}
+
+# batch_begin NAME ... batch_end: the train calls between them are independent runs; with RUNNER set
+# they are written to $OUT/NAME.commands.txt and run together by scripts/run_many.py at batch_end.
+batch_begin() {
+  [[ -z "${RUNNER:-}" ]] && return 0
+  mkdir -p "$OUT"
+  RUN_QUEUE="$OUT/$1.commands.txt"
+  : > "$RUN_QUEUE"
+}
+
+batch_end() {
+  [[ -z "${RUN_QUEUE:-}" ]] && return 0
+  local queue="$RUN_QUEUE" mode rest
+  RUN_QUEUE=
+  if [[ ! -s "$queue" ]]; then
+    return 0
+  fi
+  IFS=: read -r mode rest <<< "$RUNNER"
+  local -a flags
+  case "$mode" in
+    local) flags=(--executor local --slots "${rest%%:*}"); [[ "$rest" == *:gpus ]] && flags+=(--gpus) ;;
+    slurm) flags=(--executor slurm --timeout_min "${SLURM_TIMEOUT_MIN:-1440}")
+           [[ -n "${SLURM_PARTITION:-}" ]] && flags+=(--partition "$SLURM_PARTITION")
+           [[ -n "${SLURM_GPUS_PER_JOB:-}" ]] && flags+=(--gpus_per_job "$SLURM_GPUS_PER_JOB") ;;
+    submitit-local) flags=(--executor submitit-local) ;;
+    *) echo "error: RUNNER=$RUNNER: use local:N, local:N:gpus, slurm or submitit-local" >&2; exit 2 ;;
+  esac
+  log "run $(grep -c . "$queue") command(s) of $queue with $RUNNER"
+  "$PY" "$LIB_DIR/../run_many.py" "$queue" "${flags[@]}"
 }
 
 # fit SUBCOMMAND FLAGS...: the offline fitting CLI.
@@ -178,6 +219,7 @@ sweep() {
   local dir="$OUT/sweep_seed$seed" file i=0 line
   file="$dir/mixtures.txt"
   mixtures "$seed" "$file"
+  batch_begin "sweep_seed$seed"
   while IFS= read -r line; do
     [[ -z "$line" ]] && continue
     i=$((i + 1))
@@ -190,6 +232,7 @@ sweep() {
     train "$dir" "$(printf 'mix%02d' "$i")" "${COMMON[@]}" --sample_rule mixture --proportions "${weights[@]}" \
       --num_ckpts "$SWEEP_CKPTS" --selection_seed "$seed" "$@" < /dev/null
   done < "$file"
+  batch_end
   SWEEP_DIRS=("$dir" "$OUT/stratified_seed$seed")
 }
 

@@ -56,11 +56,13 @@ skillit_pipeline() {
   local -a p
   for seed in $SEED_LIST; do
     graph="$OUT/skillit_graph_seed$seed"
+    batch_begin "skillit_onehot_seed$seed"
     for i in "${!SLICES[@]}"; do
       read -r -a p <<< "$(onehot "$i")"
       train "$graph" "onehot_${SLICES[$i]}" "${COMMON[@]}" --sample_rule mixture --proportions "${p[@]}" \
         --num_ckpts "$ONEHOT_CKPTS" --custom_name skillit_graph --selection_seed "$seed" "$@"
     done
+    batch_end
     fit skills_graph --run_dir "$graph" --output "$graph/graph.json"
     train "$OUT" "skillit_seed$seed" "${COMMON[@]}" --skillit --graph_path "$graph/graph.json" \
       --update_steps "$SKILLIT_UPDATE" --skillit_window 3 --eta 0.2 --num_ckpts 20 --selection_seed "$seed" "$@"
