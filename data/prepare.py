@@ -86,14 +86,18 @@ class _ShardWriter:
     def tmp_path(self, key):
         return self.out / key[0] / f"{key[1]}.bin.tmp"
 
-    def write(self, key, ids, ndocs):
+    def _file(self, key):
+        """The open temporary file of `key`, created (with its group folder) on first use."""
         if key not in self.files:
             gdir = self.out / key[0]
             if not gdir.is_dir():
                 gdir.mkdir(parents=True)
                 self.new_dirs.append(gdir)
             self.files[key] = open(self.tmp_path(key), "wb")
-        self.files[key].write(ids.tobytes())
+        return self.files[key]
+
+    def write(self, key, ids, ndocs):
+        self._file(key).write(ids.tobytes())
         self.tokens[key] += len(ids)
         self.docs[key] += ndocs
 
@@ -114,9 +118,8 @@ class _ShardWriter:
 
     def append_file(self, key, path: Path, tokens: int, ndocs: int):
         """Append a prepared shard file (--merge), streamed: parts can be larger than memory."""
-        self.write(key, np.zeros(0, dtype=np.uint8), 0)  # opens the temporary file
         with open(path, "rb") as src:
-            shutil.copyfileobj(src, self.files[key], 1 << 24)
+            shutil.copyfileobj(src, self._file(key), 1 << 24)
         self.tokens[key] += tokens
         self.docs[key] += ndocs
 

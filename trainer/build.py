@@ -108,8 +108,8 @@ def build(cfg: RunConfig):
 
 
 def check_distributed(cfg: RunConfig, dist: Dist) -> None:
-    """What a torchrun job needs beyond one process: a global batch that splits evenly, a method that
-    keeps its decisions identical on every rank."""
+    """What a torchrun job needs beyond one process: a global batch that splits evenly over the ranks and
+    their micro-batches."""
     if not dist.active:
         return
     train = cfg.train

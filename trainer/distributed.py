@@ -37,14 +37,10 @@ class Dist:
     def active(self) -> bool:
         return self.world > 1
 
-    def rows(self, n: int) -> slice:
-        """This rank's contiguous share of n rows (n divisible by the world size: checked up front)."""
-        per = n // self.world
-        return slice(self.rank * per, (self.rank + 1) * per)
-
-    def spread(self, n: int) -> range:
-        """Indices of n items that this rank handles (round-robin, so uneven n is fine)."""
-        return range(self.rank, n, self.world)
+    def block(self, n: int) -> slice:
+        """This rank's contiguous block of n rows (equal blocks when the world size divides n, as it does
+        for the global batch; evaluation splits are uneven)."""
+        return slice(n * self.rank // self.world, n * (self.rank + 1) // self.world)
 
     def sum(self, values):
         """Element-wise sum over ranks, the same on every rank: a numpy array (as float64), or a tensor
@@ -73,7 +69,7 @@ class Dist:
         (mixture, sampler position), and a difference would silently train a different run."""
         if not self.active:
             return
-        digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+        digest = hashlib.sha256(json.dumps(obj, sort_keys=True, default=lambda a: a.tolist()).encode()).hexdigest()
         if self.broadcast(digest) != digest:
             raise RuntimeError(f"rank {self.rank}: its {what} differs from rank 0's; the ranks no longer train "
                                "the same run (please report this)")
@@ -84,10 +80,6 @@ class Dist:
             if torch.cuda.is_available():
                 torch.cuda.set_device(self.local_rank)
             torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-
-    def barrier(self) -> None:
-        if self.active:
-            torch.distributed.barrier()
 
 
 def _collective_device():
@@ -103,11 +95,6 @@ def from_environment() -> Dist:
     if world <= 1:
         return Dist()
     return Dist(rank=int(os.environ["RANK"]), world=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def rank_from_environment() -> int:
-    """This process's rank without joining anything (0 outside torchrun): who prints errors."""
-    return int(os.environ.get("RANK", "0"))
 
 
 def shutdown() -> None:

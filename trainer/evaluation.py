@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainer.distributed import Dist
+
 
 def token_losses(model, batch, autocast):
     """Per-token cross-entropy (B, L-1) in float32 and the 0/1 mask of tokens that count.
@@ -68,7 +70,7 @@ class Evaluator:
         self.autocast = autocast
         self.default_max_windows = default_max_windows
         self.test_max_windows = test_max_windows
-        self.dist = dist  # trainer.distributed.Dist under torchrun: each rank evaluates a block of the rows
+        self.dist = dist or Dist()  # under torchrun each rank evaluates a block of the rows
         self._cache = {}
 
     def windows(self, split, group, max_windows):
@@ -87,18 +89,15 @@ class Evaluator:
         was_training = model.training
         model.eval()
         sums = np.zeros((len(self.groups), 2))  # (loss sum, scored tokens) per group
-        rank, world = (self.dist.rank, self.dist.world) if self.dist is not None else (0, 1)
         for gi, group in enumerate(self.groups):
             windows = self.windows(split, group, max_windows)
-            n = num_rows(windows)
-            for start in range(n * rank // world, n * (rank + 1) // world, self.batch_size):
-                end = min(start + self.batch_size, n * (rank + 1) // world)
-                batch = eval_batch(windows, start, end, self.device)
+            mine = self.dist.block(num_rows(windows))
+            for start in range(mine.start, mine.stop, self.batch_size):
+                batch = eval_batch(windows, start, min(start + self.batch_size, mine.stop), self.device)
                 losses, mask = token_losses(model, batch, self.autocast)
                 sums[gi, 0] += float((losses * mask).sum())
                 sums[gi, 1] += float(mask.sum())
-        if world > 1:
-            sums = self.dist.sum(sums)
+        sums = self.dist.sum(sums)
         if was_training:
             model.train()
         return sums[:, 0] / np.maximum(sums[:, 1], 1.0)

@@ -146,7 +146,7 @@ class Trainer:
         glob = self.sampler.next_batch(exact=True if mix.exact else None)  # the global batch, on every rank
         self.tokens += int(glob["attention_mask"].sum()) if "attention_mask" in glob else glob["input_ids"].size
         scored_all = float((glob["labels"][:, 1:] != -100).sum())
-        batch = to_device(glob, self.device, rows=self.dist.rows(self.batch_size))  # this rank's slice
+        batch = to_device(glob, self.device, rows=self.dist.block(self.batch_size))  # this rank's slice
         # Each micro-batch's mean loss is weighted by its share of the global batch's scored tokens (times
         # the world size, which DDP's gradient average divides out again), so the accumulated gradient is
         # the gradient of the whole batch's token mean, whatever the number of ranks.
@@ -236,8 +236,7 @@ class Trainer:
     def finish(self, status: str) -> dict:
         """Final evaluations and the results dict. status: complete, break (val only, and the full
         state saved for child runs) or evaluated (--use_saved_model: no training)."""
-        self.dist.check_same(ckpt.numpy_free({"weights": self.weights_trajectory, "method": self.method.state_dict()}),
-                             "mixture")
+        self.dist.check_same({"weights": self.weights_trajectory, "method": self.method.state_dict()}, "mixture")
         if not self.val_history or self.val_history[-1]["step"] != self.step:
             losses = self.evaluator.losses(self.model, "val")
             self.val_history.append({"step": self.step, "val_loss": dict(zip(self.groups, losses.tolist()))})

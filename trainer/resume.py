@@ -8,6 +8,7 @@ The table is in docs/reliability.md.
 import json
 
 from errors import UsageError
+from trainer.args import METHOD_FLAGS
 
 # flag -> what changing it on resume does (docs/reliability.md repeats this table)
 MAY_CHANGE = {
@@ -26,8 +27,8 @@ MAY_CHANGE = {
     "resume": "", "overwrite": "", "use_saved_model": "",
 }
 # entries of config.json that are not flags, or are derived from flags compared elsewhere
-_NOT_COMPARED = {"identity", "versions", "run_name", "demo", "parent", "total_steps", "resumes",
-                 "aioli", "skillit", "doremi", "doge"}  # the method booleans: compared as "method"
+# (the method booleans --aioli ... are compared as "method")
+_NOT_COMPARED = {"identity", "versions", "run_name", "demo", "parent", "total_steps", "resumes", *METHOD_FLAGS}
 _DATA_KEYS = {"train_dir": "--train_data_dir", "val_dir": "--val_data_dir", "vocab_size": "--tokenizer"}
 _DERIVED = {"groups": "--slice_list", "initial_weights": "the initial mixture (--proportions / --proportions_file)"}
 

@@ -193,16 +193,16 @@ class RunDir:
     def abandon(self) -> None:
         """Give the folder back after a refusal: release it, and remove it if this process created it and
         nothing else was written (the lock file goes while still held, so no other process is locked out)."""
-        if self._made and self._lock is not None:
+        created = bool(self._made) and self._lock is not None
+        if created:
             _remove(self.file(OWNER))
             _remove(self.file(LOCK))
-            self.release()
-            for folder in self._made:
-                try:
-                    os.rmdir(folder)
-                except OSError:
-                    break  # something else is in it now: leave it
         self.release()
+        for folder in self._made if created else ():
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break  # something else is in it now: leave it
 
     # -- layout -----------------------------------------------------------------------------------
 
