@@ -56,7 +56,7 @@ class StepContext:
     services: named helpers the entry point provides to methods that need them (for example
         "load_model": path -> a frozen model on the run's device, for DoReMi's reference model).
     lr: the learning rate of the update being computed (DoGE scales its scores by it).
-    sum_over_ranks(array) -> array: the element-wise sum over the `ranks` of a torchrun job (the array
+    sum_over_ranks(array) -> array: the element-wise sum over the ranks of a torchrun job (the array
         itself in one process; a numpy array, or a tensor summed on its device). Each rank trains its
         own rows of the global batch, so a statistic that a method gathers from the rows it trains
         must be summed before it decides anything: every rank must decide the same.
@@ -77,7 +77,6 @@ class StepContext:
     services: dict = field(default_factory=dict)
     lr: float = 0.0
     sum_over_ranks: Callable = lambda array: array
-    ranks: int = 1
 
 
 @dataclass(frozen=True)

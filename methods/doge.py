@@ -102,13 +102,7 @@ class DogeMethod(MixingMethod):
         params = [p for p in model.parameters() if p.requires_grad]
         losses, mask = ctx.token_losses(model, batch)
         train = group_means(losses, mask, batch["group_ids"].long(), self.k)
-        if ctx.ranks > 1:
-            present, train_grads = self._group_grads_over_ranks(train, mask, batch["group_ids"].long(), params, ctx)
-        else:
-            present = sorted(train)
-            # the train graph is kept until the last group's gradient has been taken
-            train_grads = torch.stack([flat_grad(train[j], params, retain=n < len(present) - 1)
-                                       for n, j in enumerate(present)])
+        present, train_grads = self._group_grads(train, mask, batch["group_ids"].long(), params, ctx)
 
         val = ctx.val_batch(self.val_batch_size, ctx.step)
         vlosses, vmask = ctx.token_losses(model, val)
@@ -142,19 +136,24 @@ class DogeMethod(MixingMethod):
         with torch.no_grad():
             return (losses * mask).sum() / mask.sum().clamp_min(1.0)
 
-    def _group_grads_over_ranks(self, train: dict, mask, gid, params, ctx):
-        """(groups present in the global batch, their gradients) under torchrun: each rank's per-group mean
-        gradient weighted by its share of the group's tokens, summed over ranks (= the gradient of the
-        group's mean over the global batch), then clipped as in one process."""
-        tokens = torch.zeros(self.k, dtype=torch.float64, device=mask.device)
-        tokens.index_add_(0, gid, mask.sum(1).double())
-        total = ctx.sum_over_ranks(tokens.cpu().numpy())
-        present = [j for j in range(self.k) if total[j] > 0]
+    def _group_grads(self, train: dict, mask, gid, params, ctx):
+        """(groups with rows in the batch, each group's mean gradient clipped to norm 1). Under torchrun the
+        batch is the global one: each rank's per-group mean gradient, weighted by its share of the group's
+        tokens, is summed over the ranks (= the gradient of the group's mean over the global batch) before
+        the clip; in one process the share is 1 and the sum is the gradient itself."""
+        counts = torch.zeros((2, self.k), dtype=torch.float64, device=mask.device)  # rows, scored tokens
+        counts[0].index_add_(0, gid, torch.ones_like(gid, dtype=torch.float64))
+        counts[1].index_add_(0, gid, mask.sum(1).double())
+        mine_tokens = counts[1].cpu().numpy()
+        rows, tokens = ctx.sum_over_ranks(counts.cpu().numpy())
+        present = [j for j in range(self.k) if rows[j] > 0]
         mine = [j for j in present if j in train]
         size = sum(p.numel() for p in params)
-        rows = [flat_grad(train[j], params, retain=j != mine[-1], clip=False) * float(tokens[j] / total[j])
-                if j in train else torch.zeros(size, device=mask.device) for j in present]
-        summed = ctx.sum_over_ranks(torch.stack(rows))
+        # the train graph is kept until this rank's last group gradient has been taken
+        grads = [flat_grad(train[j], params, retain=j != mine[-1], clip=False)
+                 * (float(mine_tokens[j] / tokens[j]) if tokens[j] > 0 else 0.0)
+                 if j in train else torch.zeros(size, device=mask.device) for j in present]
+        summed = ctx.sum_over_ranks(torch.stack(grads))
         return present, torch.stack([clip_to_unit_norm(row) for row in summed])
 
     def _record(self, measured: int, w: np.ndarray, matrix) -> None:

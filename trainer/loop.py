@@ -116,7 +116,7 @@ class Trainer:
                            micro_batch_index=micro, num_micro_batches=self.grad_accum,
                            token_losses=lambda model, batch: token_losses(model, batch, self.autocast),
                            val_batch=self.services.get("val_batch"), services=self.services,
-                           lr=self.scheduler.get_last_lr()[0], sum_over_ranks=self.dist.sum, ranks=self.dist.world)
+                           lr=self.scheduler.get_last_lr()[0], sum_over_ranks=self.dist.sum)
 
     def _evaluations(self, record: dict):
         s = self.step
