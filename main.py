@@ -51,7 +51,7 @@ def main(argv=None):
         else:
             results = trainer.run()
             if cfg.output.save_model and results["status"] == "complete":
-                run_dir.save_model(trainer.model)
+                run_dir.save_model(trainer.model_to_save())
         run_dir.write_results(results)
         trainer.metrics.close()
     finally:

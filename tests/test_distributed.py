@@ -4,6 +4,7 @@ sampler position and method state (trainer.distributed.Dist.check_same), so a fi
 is itself the proof that both ranks took the same decisions."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,15 +127,46 @@ def test_a_killed_rank_ends_the_job_and_one_process_resumes_it(one_process, tiny
     assert not [n for n in os.listdir(os.path.join(out, "r", "checkpoints")) if n.startswith(".tmp")]
 
 
-def test_a_one_process_run_continues_on_two_ranks(one_process, tiny_shards, tmp_path):
-    """Aioli in one process, killed after its first checkpoint, then continued by 2 ranks."""
+def test_a_one_process_run_continues_on_two_sharded_ranks(one_process, tiny_shards, tmp_path):
+    """Aioli in one process, killed after its first checkpoint, then continued by 2 ranks with --fsdp: the
+    single-file checkpoint is split into each rank's shards of the model and optimizer."""
     out = str(tmp_path)
     argv = paper_flags(tiny_shards, out, *STEPS, *AIOLI)
     first = subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *argv], cwd=ROOT, env=_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _kill_after_checkpoint(first, out)
-    resumed = run_torchrun(argv + ["--resume"])
+    resumed = run_torchrun(argv + ["--resume", "--fsdp"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_run(results(one_process["aioli"]), results(out))
+    (change,) = json.load(open(os.path.join(out, "r", "config.json")))["resumes"]
+    assert change["changed"]["fsdp"] == {"from": False, "to": True}
+
+
+def test_sharded_ranks_train_what_one_process_trains_and_their_checkpoint_resumes_in_one(
+        one_process, tiny_shards, tmp_path):
+    """--fsdp on 2 ranks: the same run as one process; checkpoints in torch.distributed.checkpoint's
+    sharded layout, which one process (no --fsdp) resumes; --save_model writes a plain HF model."""
+    from safetensors.torch import load_file
+
+    out = str(tmp_path)
+    argv = paper_flags(tiny_shards, out, *STEPS, *AIOLI)
+    proc = run_torchrun(argv + ["--fsdp", "--save_model"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_run(results(one_process["aioli"]), results(out))
+    run = os.path.join(out, "r")
+    ckpt = os.path.join(run, "checkpoints", "step_00000004")
+    assert os.path.isfile(os.path.join(ckpt, "sharded", ".metadata"))
+    assert len([n for n in os.listdir(os.path.join(ckpt, "sharded")) if n.endswith(".distcp")]) == 2
+    assert not os.path.exists(os.path.join(ckpt, "model.safetensors"))
+    saved = load_file(os.path.join(run, "model", "model.safetensors"))
+    plain = load_file(os.path.join(one_process["static"], "r", "model", "model.safetensors"))
+    assert sorted(saved) == sorted(plain)  # the same file layout as a one-process --save_model
+    assert all(saved[k].shape == plain[k].shape for k in plain)
+    # back to step 4 (the sharded checkpoint), then one process without --fsdp finishes the run
+    shutil.rmtree(os.path.join(run, "checkpoints", "step_00000008"))
+    shutil.rmtree(os.path.join(run, "model"))
+    os.remove(os.path.join(run, "results.json"))
+    run_here(argv + ["--resume"])
     assert_same_run(results(one_process["aioli"]), results(out))
 
 
@@ -151,15 +183,21 @@ def _kill_after_checkpoint(proc, out, victim=None):
     assert not os.path.exists(os.path.join(out, "r", "results.json"))
 
 
-def test_a_batch_that_does_not_split_is_one_line(tiny_shards, tmp_path, monkeypatch, capsys):
-    """Refused before the process group is joined (checked here in process, as rank 0 of 2)."""
+@pytest.mark.parametrize("world, extra, message", [
+    (2, ["--batch_size", "3"], "--batch_size 3 (the global batch) must split evenly over 2 ranks"),
+    (1, ["--fsdp"], "--fsdp shards the model over torchrun's processes"),
+    (2, ["--fsdp", "--doge"], "--fsdp: doge writes per-group gradients"),
+])
+def test_a_job_that_cannot_run_on_its_ranks_is_one_line(tiny_shards, tmp_path, monkeypatch, capsys, world, extra,
+                                                        message):
+    """Refused before the process group is joined (checked here in process, as rank 0 of `world`)."""
     import main
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("WORLD_SIZE", str(world))
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(SystemExit) as exc:
-        main.main(paper_flags(tiny_shards, str(tmp_path / "o"), "--max_steps", "2", "--batch_size", "3"))
+        main.main(paper_flags(tiny_shards, str(tmp_path / "o"), "--max_steps", "2", *extra))
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1, err
-    assert "--batch_size 3 (the global batch) must split evenly over 2 ranks" in err[0]
+    assert message in err[0]
     assert not os.path.exists(tmp_path / "o")

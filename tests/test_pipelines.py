@@ -50,7 +50,9 @@ last() {
   printf '%s' "$v"
 }
 has() { local a; for a in "${ARGS[@]}"; do [[ $a == "$1" ]] && return 0; done; return 1; }
-if [[ $(basename "$1") == main.py ]]; then
+if [[ $(basename "$1") == run_many.py ]]; then  # RUNNER: run the stage's queued commands one by one
+  while IFS= read -r line; do eval "$line"; done < "$2"
+elif [[ $(basename "$1") == main.py ]]; then
   run="$(last --output_dir)/$(last --run_name)"
   mkdir -p "$run"
   if has --save_model; then mkdir -p "$run/model"; fi
@@ -169,6 +171,31 @@ def test_dispatcher_refuses_unknown_names(stub_env, argv, named, valid):
     assert named is None or f"'{named}'" in line
     assert all(re.search(rf"[ (]{v}[ )]", line) for v in valid), line
     assert logged(tmp) == []
+
+
+@pytest.mark.parametrize("pipeline, stages", [
+    ("doremi", ["doremi_reference", "doremi_proxy", "doremi_final"]),
+    ("doge", ["doge_proxy", "doge_final"]),
+    ("dynamic", ["dynamic_parents_seed0", "dynamic_children_seed0", "dynamic_parents_seed1",
+                 "dynamic_children_seed1"]),
+])
+def test_runner_takes_each_stage_of_the_proxy_and_dynamic_pipelines(stub_env, pipeline, stages):
+    """With RUNNER set, every stage's runs (over the seeds; the dynamic sweep's parents, then children) are
+    written to <stage>.commands.txt and handed to run_many.py, which ends before the next stage starts;
+    the runs are the same as without RUNNER."""
+    env, tmp = stub_env
+    env.update(SEEDS="0 1", SWEEP_GRID="0.25")  # the dynamic sweep: 5 parents of 5 children each
+    assert dispatch(env, "arxiv_stackexchange", pipeline).returncode == 0
+    plain = sorted(map(tuple, calls(tmp)[0]))
+    shutil.rmtree(tmp / "out")
+    res = dispatch(dict(env, RUNNER="local:2"), "arxiv_stackexchange", pipeline)
+    assert res.returncode == 0, res.stderr
+    rows = logged(tmp)
+    handed = [os.path.basename(r[1]) for r in rows if os.path.basename(r[0]) == "run_many.py"]
+    assert handed == [f"{stage}.commands.txt" for stage in stages]
+    assert sorted(tuple(r) for r in rows if os.path.basename(r[0]) == "main.py") == plain
+    per_stage = [len(open(tmp / "out" / "arxiv_stackexchange" / name).read().splitlines()) for name in handed]
+    assert sum(per_stage) == len(plain) and min(per_stage) >= 2
 
 
 # -- every setting and pipeline with the stub ----------------------------------------------------------

@@ -11,7 +11,7 @@ import transformers
 
 from data.bundle import validation_batch
 from errors import UsageError
-from methods import build_method
+from methods import build_method, method_class
 from trainer import checkpoint as ckpt
 from trainer import resume
 from trainer.config import RunConfig, pick_device, run_identity
@@ -24,6 +24,7 @@ from trainer.models import build_model, choose_attention, flops_per_token, load_
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.outputs import start_wandb
 from trainer.run_dir import FollowerRunDir, OutputOptions, RunDir
+from trainer.sharding import shard_model
 
 
 def numerics(mode: str, device):
@@ -109,7 +110,13 @@ def build(cfg: RunConfig):
 
 def check_distributed(cfg: RunConfig, dist: Dist) -> None:
     """What a torchrun job needs beyond one process: a global batch that splits evenly over the ranks and
-    their micro-batches."""
+    their micro-batches; --fsdp only under torchrun, with a method that leaves the gradients to autograd."""
+    if cfg.model.fsdp and not dist.active:
+        raise UsageError("--fsdp shards the model over torchrun's processes; launch with torchrun "
+                         "--nproc_per_node N (N >= 2), or drop --fsdp for one process")
+    if cfg.model.fsdp and method_class(cfg.method).writes_gradients:
+        raise UsageError(f"--fsdp: {cfg.method} writes per-group gradients of whole parameters itself, which "
+                         "sharded parameters do not have; run it without --fsdp (DDP)")
     if not dist.active:
         return
     train = cfg.train
@@ -158,6 +165,8 @@ def _build_in(run, cfg, config, data, method, weights, parent, total_steps, devi
         attn = choose_attention(cfg.model.use_flash_attention, device)
         model = build_model(cfg.model.model_name, cfg.model.checkpoint, data_vocab_size=data.vocab_size,
                             context_length=cfg.data.context_length, attn_implementation=attn, dtype=dtype).to(device)
+        if cfg.model.fsdp:  # before the optimizer, which must hold the sharded parameters
+            shard_model(model)
     optimizer = build_optimizer(model, optim.lr)
     # The schedule spans max_steps (a child run continues its parent's schedule).
     schedule_steps = train.max_steps * train.n_epochs
@@ -196,7 +205,7 @@ def _build_in(run, cfg, config, data, method, weights, parent, total_steps, devi
         run.reset()  # a new run; or --overwrite, or a run that never reached a checkpoint: start afresh
         run.create(config)  # the first file of a new run, once nothing can be refused any more
     metrics.truncate_after(trainer.step)
-    if dist.active:  # wrapped last: DDP starts from rank 0's weights, which every rank now holds
+    if dist.active and not cfg.model.fsdp:  # wrapped last: DDP starts from rank 0's weights, which every rank holds
         trainer.train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.model.compile:  # the training forward/backward only: checkpoints keep the plain module's names

@@ -29,7 +29,7 @@ from trainer.run_dir import OutputOptions
 # Flags that change where or how a run is logged, not what it computes: not part of its identity.
 NOT_IN_IDENTITY = {"output_dir", "run_name", "resume", "no_progress", "wandb_project", "wandb_entity",
                    "wandb_mode", "num_threads", "keep_checkpoints", "checkpoint_every", "log_every", "overwrite",
-                   "compile", "peak_tflops",
+                   "compile", "fsdp", "peak_tflops",
                    "use_saved_model", "save_model", "num_proc", "instruction_cache_dir", "method"}
 # RunConfig's general sections and their option classes
 SECTIONS = {"data": DataOptions, "instruction": InstructionOptions, "model": ModelOptions, "train": TrainOptions,

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainer import sharding
 from trainer.distributed import Dist
 
 
@@ -80,27 +81,39 @@ class Evaluator:
             self._cache[key] = self.window_source(split, group, max_windows)
         return self._cache[key]
 
-    @torch.inference_mode()
     def losses(self, model, split: str, max_windows=None) -> np.ndarray:
         """Token-mean loss per group (float64 array ordered like `groups`); under torchrun the ranks'
         loss sums and token counts are added up, so every rank gets the same array."""
         if max_windows is None:
             max_windows = self.test_max_windows if split == "test" else self.default_max_windows
+        # A sharded model (--fsdp) gathers its weights from every rank at every forward, so every rank must
+        # run as many forwards as the rank with the largest block (the others add uncounted ones); its
+        # gather buffers are reused by training, which tensors made in inference mode would forbid.
+        lockstep = sharding.is_sharded(model)
         was_training = model.training
         model.eval()
-        sums = np.zeros((len(self.groups), 2))  # (loss sum, scored tokens) per group
-        for gi, group in enumerate(self.groups):
-            windows = self.windows(split, group, max_windows)
-            mine = self.dist.block(num_rows(windows))
-            for start in range(mine.start, mine.stop, self.batch_size):
-                batch = eval_batch(windows, start, min(start + self.batch_size, mine.stop), self.device)
-                losses, mask = token_losses(model, batch, self.autocast)
-                sums[gi, 0] += float((losses * mask).sum())
-                sums[gi, 1] += float(mask.sum())
+        with torch.no_grad() if lockstep else torch.inference_mode():
+            sums = np.stack([self._group_sums(model, self.windows(split, g, max_windows), lockstep)
+                             for g in self.groups])
         sums = self.dist.sum(sums)
         if was_training:
             model.train()
         return sums[:, 0] / np.maximum(sums[:, 1], 1.0)
+
+    def _group_sums(self, model, windows, lockstep: bool) -> np.ndarray:
+        """(loss sum, scored tokens) of this rank's block of one group's windows."""
+        n = num_rows(windows)
+        mine = self.dist.block(n)
+        most = math.ceil(n / self.dist.world) if lockstep else mine.stop - mine.start
+        sums = np.zeros(2)
+        for start in range(mine.start, mine.start + most, self.batch_size):
+            if start >= mine.stop:  # lockstep: a forward whose loss is not counted
+                token_losses(model, eval_batch(windows, 0, 1, self.device), self.autocast)
+                continue
+            batch = eval_batch(windows, start, min(start + self.batch_size, mine.stop), self.device)
+            losses, mask = token_losses(model, batch, self.autocast)
+            sums += (float((losses * mask).sum()), float(mask.sum()))
+        return sums
 
 
 def summarize(groups, val=None, test=None) -> dict:

@@ -7,7 +7,6 @@ evaluations that are due at s (the method's, then the periodic one every `eval_e
 draws the batch for the update s -> s+1. Checkpoints are taken right after update s+1 completes, so a
 resumed run re-enters iteration s+1 exactly as the uninterrupted run did.
 """
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from errors import TrainingDiverged, UsageError
 from methods.base import StepContext
 from options import option, require_positive
 from trainer import checkpoint as ckpt
+from trainer import sharding
 from trainer.distributed import Dist
 from trainer.evaluation import summarize, to_device, token_losses
 
@@ -103,11 +103,16 @@ class Trainer:
             self.weights_trajectory = state["weights_trajectory"]
         return state
 
+    def model_to_save(self):
+        """The model as --save_model writes it: a sharded one (--fsdp) is gathered into a plain copy on rank 0
+        (a collective: every rank calls this; the others get None)."""
+        return sharding.unsharded_copy(self.model) if sharding.is_sharded(self.model) else self.model
+
     def save(self):
         state = self.state()
         self.dist.check_same({key: state[key] for key in ("tokens", "sampler", "method")}, "training state")
         self.run_dir.save_checkpoint(self.step, self.model, self.optimizer, self.scheduler, state,
-                                     keep=self.keep_checkpoints)
+                                     keep=self.keep_checkpoints, dist=self.dist)
         self.run_dir.write_artifacts(self.method.artifacts())
 
     # -- pieces of one iteration ---------------------------------------------------------------
@@ -155,18 +160,17 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         wrapped = self.train_model is not None and not self.method.writes_gradients
         model = self.train_model if wrapped else self.model
-        # DDP: gradients are exchanged once, at the last micro-batch
-        no_sync = model.no_sync if wrapped and self.dist.active else None
         for m in range(self.grad_accum):
             part = {key: value[m * micro:(m + 1) * micro] for key, value in batch.items()}
             share = scored[m * micro:(m + 1) * micro].sum() / max(scored_all, 1.0) * self.dist.world
             last = m == self.grad_accum - 1
-            with no_sync() if no_sync is not None and not last else contextlib.nullcontext():
+            # gradients are exchanged over the ranks once, at the last micro-batch
+            with sharding.accumulating(model, last, wrapped and self.dist.active):
                 loss = self.method.training_loss(model, part, self._context(m)) * share
                 if loss.requires_grad:  # else the method wrote the gradients itself (methods/base.py)
                     loss.backward()
             total += loss.detach()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        norm = sharding.local_value(torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0))
         # a non-finite gradient makes finite-loss weights garbage: fold it into the logged loss so that
         # the next check stops the run before such weights are checkpointed
         total = total + torch.where(torch.isfinite(norm), 0.0, float("nan"))

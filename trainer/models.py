@@ -32,6 +32,9 @@ class ModelOptions:
         None, "fp32 (CPU default), bf16-autocast with fp32 master weights (GPU default with --use_flash_attention), "
         "or bf16-pure weights as in the paper", choices=("fp32", "bf16-autocast", "bf16-pure"))
     compile: bool = option(False, "torch.compile the training forward and backward (evaluation stays eager)")
+    fsdp: bool = option(False, "under torchrun, shard parameters, gradients and optimizer state over the ranks "
+                        "(FSDP2, one unit per transformer block) instead of replicating the model (DDP); "
+                        "checkpoints are then written with torch.distributed.checkpoint")
     peak_tflops: Optional[float] = option(None, "the device's peak TFLOP/s for the MFU figure in metrics.jsonl "
                                           "(default: looked up for known GPUs; no MFU otherwise)")
 

@@ -20,6 +20,7 @@ MAY_CHANGE = {
     "wandb_project": "wandb logging", "wandb_entity": "wandb logging", "wandb_mode": "wandb logging",
     "num_threads": "CPU threads", "device": "the device the run continues on", "num_proc": "preparation workers",
     "compile": "torch.compile of the training step (a speed setting)", "peak_tflops": "the MFU figure only",
+    "fsdp": "sharded (FSDP) or replicated (DDP / one process) model; either checkpoint layout loads into either",
     "world_size": "the number of torchrun processes (the global batch and its windows stay the same)",
     "save_model": "whether model/ is written at the end", "break_steps": "where a parent run stops",
     "output_dir": "where the run folder is looked for", "run_name": "which run folder",

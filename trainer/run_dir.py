@@ -273,10 +273,10 @@ class RunDir:
     def metrics_log(self, start_wandb=None) -> MetricsLog:
         return MetricsLog(self.file(METRICS), start_wandb)
 
-    def save_checkpoint(self, step, model, optimizer, scheduler, state: dict, keep: int) -> str:
+    def save_checkpoint(self, step, model, optimizer, scheduler, state: dict, keep: int, dist=None) -> str:
         from trainer import checkpoint as ckpt
 
-        return ckpt.save_checkpoint(self.checkpoints, step, model, optimizer, scheduler, state, keep=keep)
+        return ckpt.save_checkpoint(self.checkpoints, step, model, optimizer, scheduler, state, keep=keep, dist=dist)
 
     def write_artifacts(self, files: dict) -> None:
         """{file name: JSON object}: a method's artefacts."""
@@ -321,8 +321,11 @@ class FollowerRunDir(RunDir):
     def metrics_log(self, start_wandb=None) -> MetricsLog:
         return MetricsLog(None)
 
-    def save_checkpoint(self, step, model, optimizer, scheduler, state: dict, keep: int) -> None:
-        pass
+    def save_checkpoint(self, step, model, optimizer, scheduler, state: dict, keep: int, dist=None) -> None:
+        """Only a sharded (--fsdp) model has anything for this rank to write: its own shards."""
+        from trainer import checkpoint as ckpt
+
+        ckpt.save_checkpoint(self.checkpoints, step, model, optimizer, scheduler, state, keep=keep, dist=dist)
 
     def write_artifacts(self, files: dict) -> None:
         pass

@@ -75,17 +75,27 @@ skillit_pipeline() {
 # static run doremi_final_seed<S> on the proxy's averaged weights.
 doremi_pipeline() {
   local seed reference
+  batch_begin doremi_reference
   for seed in $SEED_LIST; do
     stratified "$seed" "$@"
+  done
+  batch_end
+  batch_begin doremi_proxy
+  for seed in $SEED_LIST; do
     reference="$OUT/stratified_seed$seed"
     need "$reference/model" "the reference model: $reference finished without --save_model; remove it and run again"
     train "$OUT" "doremi_proxy_seed$seed" "${COMMON[@]}" --doremi --doremi_reference_model_path "$reference" \
       --doremi_mu 0.01 "${DOREMI_PROXY[@]}" --custom_name doremi_proxy --selection_seed "$seed" "$@"
+  done
+  batch_end
+  batch_begin doremi_final
+  for seed in $SEED_LIST; do
     need "$OUT/doremi_proxy_seed$seed/doremi.json" "the proxy run's learned weights"
     train "$OUT" "doremi_final_seed$seed" "${COMMON[@]}" --sample_rule mixture \
       --proportions_file "$OUT/doremi_proxy_seed$seed/doremi.json" --num_ckpts "$FINAL_CKPTS" --custom_name doremi_final \
       --selection_seed "$seed" "$@"
   done
+  batch_end
 }
 
 # doge_pipeline FLAGS...: DoGE. Proxy run doge_proxy_seed<S> (DOGE_PROXY) learning domain weights by
@@ -94,14 +104,20 @@ doremi_pipeline() {
 # proxy's averaged weights.
 doge_pipeline() {
   local seed
+  batch_begin doge_proxy
   for seed in $SEED_LIST; do
     train "$OUT" "doge_proxy_seed$seed" "${COMMON[@]}" --doge "${DOGE_PROXY[@]}" --custom_name doge_proxy \
       --selection_seed "$seed" "$@"
+  done
+  batch_end
+  batch_begin doge_final
+  for seed in $SEED_LIST; do
     need "$OUT/doge_proxy_seed$seed/doge.json" "the proxy run's learned weights"
     train "$OUT" "doge_final_seed$seed" "${COMMON[@]}" --sample_rule mixture \
       --proportions_file "$OUT/doge_proxy_seed$seed/doge.json" --num_ckpts "$FINAL_CKPTS" --custom_name doge_final \
       --selection_seed "$seed" "$@"
   done
+  batch_end
 }
 
 # dynamic_pipeline FLAGS...: the dynamic mixing-law sweep, per seed of SEEDS (default 0 only: one seed
@@ -118,17 +134,23 @@ dynamic_pipeline() {
     dir="$OUT/dynamic_seed$seed"
     mixtures "$seed" "$dir/mixtures.txt"
     mapfile -t mix < <(grep -v '^$' "$dir/mixtures.txt")
+    batch_begin "dynamic_parents_seed$seed"
     for i in "${!mix[@]}"; do
       read -r -a p <<< "${mix[$i]//,/ }"
+      train "$dir" "$(printf 'parent%02d' $((i + 1)))" "${COMMON[@]}" --sample_rule mixture --proportions "${p[@]}" \
+        --break_steps "$break" --num_ckpts 20 --selection_seed "$seed" "$@"
+    done
+    batch_end
+    batch_begin "dynamic_children_seed$seed"
+    for i in "${!mix[@]}"; do
       parent="$(printf 'parent%02d' $((i + 1)))"
-      train "$dir" "$parent" "${COMMON[@]}" --sample_rule mixture --proportions "${p[@]}" --break_steps "$break" \
-        --num_ckpts 20 --selection_seed "$seed" "$@"
       for j in "${!mix[@]}"; do
         read -r -a c <<< "${mix[$j]//,/ }"
         train "$dir" "${parent}_child$(printf '%02d' $((j + 1)))" "${COMMON[@]}" --sample_rule mixture --proportions "${c[@]}" \
           --resume_model_path "$dir/$parent" --remaining_steps "$remaining" --num_ckpts 1 --selection_seed "$seed" "$@"
       done
     done
+    batch_end
   done
 }
 
