@@ -43,7 +43,9 @@ def main(argv=None):
 
     from trainer.distributed import shutdown
 
-    trainer, _, evaluate_only = build(cfg)
+    from trainer.export import model_folder_extras, write_run_plots
+
+    trainer, config, evaluate_only = build(cfg)
     run_dir = trainer.run_dir
     try:
         if evaluate_only:  # --use_saved_model found this configuration's saved model: evaluate it
@@ -51,9 +53,12 @@ def main(argv=None):
         else:
             results = trainer.run()
             if cfg.output.save_model and results["status"] == "complete":
-                run_dir.save_model(trainer.model_to_save())
+                run_dir.save_model(trainer.model_to_save(),
+                                   model_folder_extras(config, results, trainer.tokenizer_file))
         run_dir.write_results(results)
         trainer.metrics.close()
+        if trainer.dist.main and results["status"] != "evaluated":
+            write_run_plots(run_dir.path)
     finally:
         run_dir.release()  # the run directory's lock (also released by the OS if the process dies)
         shutdown()  # the torchrun process group, if any

@@ -24,11 +24,12 @@ def _save(fig, path):
     return path
 
 
-def plot_weights(run, path):
-    """Mixture weights over training steps; each change holds until the next one (a step plot)."""
+def plot_weights(run, path, static_too=False):
+    """Mixture weights over training steps; each change holds until the next one (a step plot). A static
+    mixture is drawn only with static_too (a run's own plots; a report leaves them out)."""
     traj = run.results.get("weights_trajectory") or []
-    if len({tuple(sorted((e.get("weights") or {}).items())) for e in traj}) < 2:
-        return None  # a static mixture: nothing to plot
+    if not traj or (not static_too and len({tuple(sorted((e.get("weights") or {}).items())) for e in traj}) < 2):
+        return None
     plt = _plt()
     groups = run.groups
     end = int(run.results.get("step", traj[-1].get("step", 0)))

@@ -197,17 +197,28 @@ def main(argv=None, prog="python -m analysis.report"):
     runs = find_runs(args.run_dirs, "run directory")
     table = build_table(runs)
     text = render_markdown(table)
+    written = write_plots(runs, args.plots) if args.plots else []
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
-        f.write(text)
+        f.write(text + embedded_plots(written, os.path.dirname(os.path.abspath(args.output))))
     if args.json:
         write_json(args.json, jsonable(table))
     print(text, end="")
     print(f"wrote {args.output} ({len(runs)} runs, {len(table['rows'])} methods, {len(table['settings'])} settings)")
     if args.plots:
-        written = write_plots(runs, args.plots)
-        print(f"wrote {len(written)} plots to {args.plots}")
+        print(f"wrote {len(written)} plots to {args.plots} (embedded in {args.output})")
     return 0
+
+
+def embedded_plots(paths, page_dir) -> str:
+    """A Markdown section showing the PNGs, linked relative to the page so that the folder can be moved."""
+    if not paths:
+        return ""
+    lines = ["", "## Plots", ""]
+    for path in paths:
+        name = os.path.splitext(os.path.basename(path))[0]
+        lines.append(f"![{name}]({os.path.relpath(path, page_dir)})")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

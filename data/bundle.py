@@ -27,6 +27,8 @@ class DataBundle:
         `state_dict`, `load_state_dict` (data.sampler.MixtureSampler for token shards);
     eval_source(split, group, max_rows) -> fixed evaluation rows as a batch mapping without group_ids
         (max_rows spread over the split; None = all).
+    tokenizer_file: the tokenizer.json the data was made with, when it is on this machine (--save_model
+        puts it beside the model); None otherwise.
     """
 
     groups: list
@@ -34,6 +36,7 @@ class DataBundle:
     make_sampler: Callable
     eval_source: Callable
     info: dict
+    tokenizer_file: Optional[str] = None
 
 
 def gather_rows(sources: list, picks: list) -> dict:

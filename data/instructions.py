@@ -18,7 +18,7 @@ from typing import Optional
 from data import ni_tasks
 from data.bundle import DataBundle, cache_root
 from data.instruction_sampler import InstructionSampler, eval_arrays, select_examples
-from data.tokenization import eos_id, load_tokenizer, vocab_size
+from data.tokenization import data_tokenizer_file, eos_id, load_tokenizer, vocab_size
 from errors import UsageError
 from options import option
 
@@ -144,7 +144,7 @@ def build_instruction_data(data, *, k=None, batch_size, seed, model_name=None, t
             "examples": sizes, "dropped_too_long": dropped,
             "skipped_no_output": {t.group: t.meta["skipped_no_output"] for t in tasks},
             "loss_on": "prompt and answer" if train_on_prompt else "answer only"}
-    return DataBundle(groups, vocab_size(tokenizer), make_sampler, eval_source, info)
+    return DataBundle(groups, vocab_size(tokenizer), make_sampler, eval_source, info, data_tokenizer_file(spec))
 
 
 def _report(tasks, sizes, dropped, L, truncate_left, cache_dir):

@@ -185,6 +185,9 @@ def _empty_split_message(layout, group, split, ndocs, input_path, val_fraction, 
     if layout == "slimpajama":
         folder = {"train": "train", "val": "validation", "test": "test"}[split]
         return f"group {group!r} has no documents under {Path(input_path) / folder}; add some or drop the group"
+    if layout == "hf_hub":
+        return (f"group {group!r}: its {split} split is empty ({ndocs} documents in all) in the streamed dataset "
+                f"{input_path}; drop the group (--groups) or use a dataset with documents of it in every split")
     source = "train" if split == "train" else "test"
     return (f"group {group!r}: its {split} split is empty ({ndocs} documents in all); the saved dataset's "
             f"{source!r} split needs {'1 document' if split == 'train' else '2 documents'} of it at least")
@@ -227,9 +230,15 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
     np_dtype = np.dtype(dtype if dtype != "auto" else ("uint16" if vocab <= 65536 else "uint32"))
     split_settings = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction,
                       "rule": {"jsonl": "hash", "slimpajama": "folders",
-                               "hf_disk": f"test halves after shuffle(seed={HF_SHUFFLE_SEED})"}[layout]}
+                               "hf_disk": f"test halves after shuffle(seed={HF_SHUFFLE_SEED})",
+                               "hf_hub": "the dataset's splits (no validation: test halved by hash)"}[layout]}
     tok_sha = tokenizer_sha256(tokenizer_spec)
     files = [[rel, p.stat().st_size, p.stat().st_mtime_ns] for rel, p in input_files(layout, input_path)]
+    if layout == "hf_hub":  # fingerprinted by its name (and a local folder's files): pin a Hub dataset by name
+        if shard is not None:
+            raise UsageError(f"--shard: a streamed dataset ({input_path}) is read whole on one machine; shard "
+                             "local files instead")
+        files.insert(0, [str(input_path), None, None])
     fingerprint = _fingerprint(layout, files, tok_sha, np_dtype, split_settings, groups, skip_damaged)
     part = None
     if shard is not None:  # this machine's contiguous block of the input files (data/sharded.py)
@@ -339,6 +348,8 @@ def _fingerprint(layout, files, tok_sha, np_dtype, split_settings, groups, skip_
     prepared SlimPajama shards). Shards that kept part of a damaged file are never reused by a run that
     did not ask for that."""
     fp_split = split_settings if layout == "jsonl" else {"rule": split_settings["rule"]}
+    if layout == "hf_hub":  # a dataset without validation split halves its test split by a seeded hash
+        fp_split["seed"] = split_settings["seed"]
     content = {"format": FORMAT, "version": VERSION, "layout": layout, "files": files, "tokenizer_sha256": tok_sha,
                "dtype": np_dtype.name, "split": fp_split, "groups": groups}
     if skip_damaged:
@@ -368,7 +379,7 @@ def _tokenize(docs, writer, stats, files, name, num_proc, worker_args, progress)
     temporary shards, in input order; returns the text bytes read."""
     from tqdm import tqdm
 
-    bar = tqdm(total=sum(f[1] for f in files), unit="B", unit_scale=True, desc=f"tokenizing {name} (input bytes)",
+    bar = tqdm(total=sum(f[1] or 0 for f in files), unit="B", unit_scale=True, desc=f"tokenizing {name} (input bytes)",
                disable=None if progress else True)  # None: only on a terminal, never in logs
     pool, saved_env, text_bytes = None, False, 0
     try:
@@ -477,10 +488,11 @@ def _print_summary(meta, out, text_bytes, seconds):
 def build_parser():
     p = OneLineArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n\n")[0])
     p.add_argument("--input", help="raw corpus: SlimPajama folder, .jsonl(.zst) file or "
-                   "folder, or a dataset saved with save_to_disk")
+                   "folder, a dataset saved with save_to_disk, or hf:NAME[:CONFIG], a dataset streamed with "
+                   "`datasets` (a Hub id, e.g. hf:DKYoon/SlimPajama-6B, or a local folder of data files)")
     p.add_argument("--output", required=True, help="directory for <group>/{train,val,test}.bin + meta.json")
-    p.add_argument("--tokenizer", help="tokenizer.json, a folder holding one, or a model name "
-                   "in the local Hugging Face cache")
+    p.add_argument("--tokenizer", help="tokenizer.json, a folder holding one, or a Hugging Face model id "
+                   "(through the Hugging Face cache; downloaded when the Hub is reachable)")
     p.add_argument("--groups", nargs="+", default=None, help=f"subset of {' '.join(SLIMPAJAMA_GROUPS)} "
                    "(default: every group present)")
     p.add_argument("--num_proc", type=int, default=1, help="tokenizer processes")

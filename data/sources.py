@@ -2,7 +2,9 @@
 
 - `slimpajama`: train/ validation/ test/ folders of *.jsonl(.zst); `jsonl`: files whose val/test
   documents are chosen by a seeded hash of their text (`hash_split`); `hf_disk`: a saved DatasetDict
-  (the paper's SlimPajama-6B recipe); `shards`: already prepared.
+  (the paper's SlimPajama-6B recipe); `hf_hub`: `hf:NAME[:CONFIG]`, a dataset streamed with `datasets`
+  (a Hub id such as DKYoon/SlimPajama-6B or cerebras/SlimPajama-627B, or a local folder of data files),
+  read row by row in bounded memory; `shards`: already prepared.
 - Records: {"text", "meta": {"redpajama_set_name"}}; malformed lines and unknown sets are counted (per
   file) and skipped (fatal with `strict`).
 - A damaged file (a .zst that ends inside a frame or holds invalid data) is an error naming it; with
@@ -41,8 +43,23 @@ def _jsonl_under(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: _natural_key(p.relative_to(root).as_posix()))
 
 
+HUB_PREFIX = "hf:"
+
+
+def hub_spec(input_path):
+    """(NAME, CONFIG or None) of an `hf:NAME[:CONFIG]` input."""
+    name, _, config = str(input_path)[len(HUB_PREFIX):].partition(":")
+    if not name:
+        raise UsageError(f"--input {input_path}: give a dataset after hf:, e.g. hf:DKYoon/SlimPajama-6B")
+    return name, config or None
+
+
 def detect_layout(input_path) -> str:
-    """"slimpajama", "jsonl", "hf_disk" or "shards" (see the module docstring); UsageError if none fits."""
+    """"slimpajama", "jsonl", "hf_disk", "hf_hub" or "shards" (see the module docstring); UsageError if none
+    fits."""
+    if str(input_path).startswith(HUB_PREFIX):
+        hub_spec(input_path)
+        return "hf_hub"
     path = Path(input_path)
     if not path.exists():
         raise UsageError(f"--input {input_path} does not exist")
@@ -65,7 +82,14 @@ def detect_layout(input_path) -> str:
 
 
 def input_files(layout: str, input_path) -> list[tuple[str, Path]]:
-    """(relative posix path, path) of every file the layout reads, in reading order (for the fingerprint)."""
+    """(relative posix path, path) of every file the layout reads, in reading order (for the fingerprint).
+    A Hub dataset has none here (prepare fingerprints it by name); a local folder streamed with hf: has its
+    files."""
+    if layout == "hf_hub":
+        name, _ = hub_spec(input_path)
+        local = Path(name)
+        return [(p.relative_to(local).as_posix(), p) for p in sorted(local.rglob("*")) if p.is_file()] \
+            if local.is_dir() else []
     root = Path(input_path)
     if layout == "jsonl":
         if root.is_file():
@@ -291,10 +315,49 @@ def _iter_hf_disk(root: Path, wanted, stats):
                 stats.progress = int(rows_done * bytes_per_row)
 
 
+# a streamed dataset's split -> ours; a dataset without "validation" has its "test" halved (_iter_hf_hub)
+HUB_SPLITS = {"train": "train", "validation": "val", "test": "test"}
+
+
+def _iter_hf_hub(input_path, wanted, stats, seed):
+    """Documents of a dataset streamed with `datasets` (SlimPajama's schema: text, meta.redpajama_set_name).
+    Without a "validation" split, each test document goes to val or test by a seeded hash of its text
+    (half each; streaming cannot shuffle)."""
+    import datasets
+
+    name, config = hub_spec(input_path)
+    try:
+        streams = datasets.load_dataset(name, config, streaming=True)
+    except Exception as err:  # unknown id, unreachable Hub, offline and not cached, unreadable files
+        import hub
+
+        raise UsageError(hub.not_available("--input", str(input_path), "the dataset", err)) from None
+    if "train" not in streams or not {"validation", "test"} & set(streams):
+        raise UsageError(f"--input {input_path}: need a 'train' split and a 'validation' or 'test' split "
+                         f"(found {sorted(streams)})")
+    for split_name, ours in HUB_SPLITS.items():
+        if split_name not in streams:
+            continue
+        for row in streams[split_name]:
+            group, text = _group_of(row, stats), row.get("text")
+            if group is None or (wanted is not None and group not in wanted) or not isinstance(text, str):
+                continue
+            text, raw = _clean_text(text)
+            split = ours
+            if split_name == "test" and "validation" not in streams:
+                split = hash_split(raw, seed, 0.5, 0.5)
+            stats.progress += len(raw)
+            stats.total = max(stats.total, stats.progress)  # unknown in advance: the bar grows with the stream
+            yield group, split, text, len(raw)
+
+
 def iter_documents(layout, input_path, wanted, *, seed, val_fraction, test_fraction, strict, stats,
                    skip_damaged=False, only=None):
     """Yield (group, split, text, utf-8 bytes of text) for every document of a wanted group (all known
     groups when `wanted` is None), in a deterministic order. Skips are recorded in `stats`."""
+    if layout == "hf_hub":
+        yield from _iter_hf_hub(input_path, wanted, stats, seed)
+        return
     root = Path(input_path)
     files = input_files(layout, root)
     if only is not None:  # one part of a sharded preparation: these relative paths only

@@ -4,8 +4,9 @@ A tokenizer is given as `--tokenizer SPEC`, where SPEC is one of:
 
 - the path of a `tokenizer.json` file (the `tokenizers` library's serialisation);
 - a directory that contains a `tokenizer.json` (e.g. a saved Hugging Face model);
-- a Hugging Face model name (`EleutherAI/pythia-160m`), resolved from the local Hugging Face cache only:
-  the hub is never contacted, so preparation works offline and is reproducible.
+- a Hugging Face model id (`EleutherAI/pythia-160m`): its `tokenizer.json` through the Hugging Face
+  cache, downloaded when the Hub is reachable, read from the cache when offline (HF_HUB_OFFLINE=1).
+  Preparations are keyed by the file's sha256, so where it came from does not matter.
 
 Only the fast (`tokenizers`) serialisation is supported: it is what batch tokenization across processes
 needs, and every model the paper uses ships one.
@@ -16,23 +17,21 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+import hub
 from errors import UsageError
 
 # Names that tokenizers commonly give their end-of-document token, most common first.
 EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eot_id|>", "<|im_end|>")
 
 
-def _from_hf_cache(name: str) -> Path | None:
-    """The cached `tokenizer.json` of model `name`, or None; never touches the network."""
+def _from_hub(name: str):
+    """(path of model `name`'s tokenizer.json through the Hugging Face cache, None) or (None, the error)."""
+    from huggingface_hub import hf_hub_download
+
     try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    try:
-        found = try_to_load_from_cache(name, "tokenizer.json")
-    except Exception:  # an invalid repo id (e.g. a mistyped path) is just "not found"
-        return None
-    return Path(found) if isinstance(found, str) and os.path.isfile(found) else None
+        return Path(hf_hub_download(name, "tokenizer.json")), None
+    except Exception as err:  # not a repo id (a mistyped path), not cached offline, no such file: all "not found"
+        return None, err
 
 
 def resolve_tokenizer_file(spec) -> Path:
@@ -45,12 +44,11 @@ def resolve_tokenizer_file(spec) -> Path:
             return path / "tokenizer.json"
         raise UsageError(f"--tokenizer {spec}: the directory holds no tokenizer.json; pass the path of a "
                          "tokenizer.json file or a directory that contains one")
-    cached = _from_hf_cache(str(spec))
-    if cached is not None:
-        return cached
-    raise UsageError(f"--tokenizer {spec}: not a tokenizer.json file, a directory holding one, or a model "
-                     "name in the local Hugging Face cache (the hub is not contacted); pass the path of a "
-                     "tokenizer.json")
+    found, err = _from_hub(str(spec))
+    if found is not None:
+        return found
+    raise UsageError(hub.not_available("--tokenizer", str(spec), "not a tokenizer.json file or a folder holding one; "
+                                       "as a model id, its tokenizer.json", err))
 
 
 def load_tokenizer(spec) -> Tokenizer:
@@ -86,3 +84,17 @@ def eos_id(tokenizer: Tokenizer) -> int:
 def vocab_size(tokenizer: Tokenizer) -> int:
     """Number of token ids, added tokens included (the largest id + 1 for every tokenizer we know)."""
     return int(tokenizer.get_vocab_size(with_added_tokens=True))
+
+
+def data_tokenizer_file(spec, sha256=None):
+    """The tokenizer.json the run's data was made with, or None when it cannot be found here (data
+    prepared elsewhere) or is not the same file (`sha256` recorded at preparation differs)."""
+    if not spec:
+        return None
+    try:
+        path = resolve_tokenizer_file(spec)
+        if sha256 and tokenizer_sha256(spec) != sha256:
+            return None
+    except (UsageError, OSError):
+        return None
+    return str(path)

@@ -461,6 +461,13 @@ class AioliMethod(MixingMethod):
                     "aioli_probe": self.groups[self._order(r)[(s - r0) // self.lp_steps]]}
         return {"aioli_phase": "train", "aioli_round": r}
 
+    def tables(self) -> dict:
+        """A of every round in long form: one row per (round, evaluated group, trained group)."""
+        rows = [[r["round"], r["step"], self.groups[i], self.groups[j], float(a)]
+                for r in self.rounds if r.get("A") is not None
+                for i, row in enumerate(r["A"]) for j, a in enumerate(row)]
+        return {"aioli_A": {"columns": ["round", "step", "evaluated", "trained", "A"], "rows": rows}}
+
     def artifacts(self) -> dict:
         settings = {"eta": self.eta, "update_steps": self.update_steps, "lp_rounds": self.lp_rounds,
                     "lp_steps": self.lp_steps, "one_hot_factor": self.ohf, "normalize_A": self.normalize,

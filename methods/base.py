@@ -195,6 +195,11 @@ class MixingMethod:
         the end (for example Aioli's A matrices per round, DoReMi's averaged weights)."""
         return {}
 
+    def tables(self) -> dict:
+        """{name: {"columns": [...], "rows": [[...], ...]}}: the method's internal state as tables for the
+        experiment tracker (wandb), logged once at the end of the run (for example Aioli's A per round)."""
+        return {}
+
     def state_dict(self) -> dict:
         return {"weights": self.weights.tolist()}
 

@@ -67,6 +67,8 @@ def test_static_run_writes_every_output(tiny_shards, tmp_path):
     assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == ["step_00000004", "step_00000008"]
     assert os.path.isfile(os.path.join(run, "model", "model.safetensors"))
     assert "average" in proc.stdout and "stackexchange" in proc.stdout  # the per-group table
+    assert sorted(os.listdir(os.path.join(run, "plots"))) == ["mixture.png", "val_loss.png"]
+    _check_hf_model_folder(os.path.join(run, "model"), results)
     # --use_saved_model: the same configuration finds the saved model and only evaluates it
     again = run_main(paper_flags(tiny_shards, out, "--sample_rule", "mixture", "--proportions", "4", "6",
                                  "--max_steps", "12", "--num_ckpts", "3", "--log_every", "2", "--use_saved_model"))
@@ -75,6 +77,30 @@ def test_static_run_writes_every_output(tiny_shards, tmp_path):
     evaluated = json.load(open(os.path.join(run, "results.json")))
     assert evaluated["status"] == "evaluated"
     assert evaluated["test_loss"] == pytest.approx(results["test_loss"], rel=1e-5)
+
+
+def _check_hf_model_folder(folder, results):
+    """--save_model: a folder that transformers loads as it is (model, the data's tokenizer, a pipeline)
+    and whose model card names the groups, the method and the mixture."""
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    from data.demo import TOKENIZER_PATH
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    ids = tokenizer("The proof of the theorem", return_tensors="pt")["input_ids"]
+    assert ids[0].tolist() == Tokenizer.from_file(TOKENIZER_PATH).encode("The proof of the theorem").ids
+    assert model(input_ids=ids).logits.shape[:2] == ids.shape
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id == tokenizer.convert_tokens_to_ids(
+        "<|endoftext|>")
+    text = pipeline("text-generation", model=folder)("The proof", max_new_tokens=4, do_sample=False)
+    assert text[0]["generated_text"].startswith("The proof")
+    card = open(os.path.join(folder, "README.md")).read()
+    assert card.startswith("---\nlibrary_name: transformers")
+    for group, weight in results["final_weights"].items():
+        assert f"| {group} | {weight:.3f} |" in card
+    assert "`static` data-mixing method" in card
 
 
 def test_kill_and_resume_gives_identical_results(tiny_shards, tmp_path):

@@ -186,6 +186,46 @@ def test_slimpajama_layout(tmp_path, docs, tok_path, capsys):
     assert "1 malformed JSON line" in err and "chunk2/example_train_0.jsonl.zst:41" in err and "RedPajamaNews" in err
 
 
+@pytest.mark.parametrize("with_validation", [True, False])
+def test_hf_hub_layout_streams_a_dataset(tmp_path, docs, tok_path, with_validation):
+    """--input hf:NAME streams with `datasets` (here a local folder of data files, the same code path as a Hub
+    id): the dataset's own splits, in stream order; without a validation split the test split is halved by
+    a seeded hash of each document."""
+    pytest.importorskip("datasets")
+    raw = tmp_path / "ds"
+    parts = {"train": slice(0, 30), "validation": slice(30, 40), "test": slice(40, 60)}
+    if not with_validation:
+        del parts["validation"]
+    for split, part in parts.items():
+        _write_jsonl(raw / split / "data.jsonl", [_record(g, t) for g in ("arxiv", "github") for t in docs[g][part]])
+    spec = f"hf:{raw}"
+    assert detect_layout(spec) == "hf_hub"
+    meta = prepare_corpus(spec, tmp_path / "out", tok_path, seed=5, progress=False)
+    expected = {g: {"train": docs[g][0:30]} for g in ("arxiv", "github")}
+    for g in expected:
+        if with_validation:
+            expected[g].update(val=docs[g][30:40], test=docs[g][40:60])
+        else:
+            halves = [_hash_split(t, 5, 0.5, 0.5) for t in docs[g][40:60]]
+            expected[g].update({s: [t for t, h in zip(docs[g][40:60], halves) if h == s] for s in ("val", "test")})
+    _check_shards(tmp_path / "out", tok_path, expected)
+    assert meta["source_layout"] == "hf_hub"
+    again = prepare_corpus(spec, tmp_path / "out", tok_path, seed=5, progress=False)  # fingerprint: reused
+    assert again["fingerprint"] == meta["fingerprint"]
+    # the seed is in the fingerprint either way: whether the dataset has a validation split is known only
+    # once it streams
+    other = prepare_corpus(spec, tmp_path / "out2", tok_path, seed=6, progress=False)
+    assert other["fingerprint"] != meta["fingerprint"]
+
+
+def test_hf_hub_dataset_not_available_is_one_line(tmp_path, tok_path):
+    with pytest.raises(UsageError) as err:  # offline in the tests (HF_HUB_OFFLINE=1), and not cached
+        prepare_corpus("hf:acme/no-such-dataset", tmp_path / "out", tok_path, progress=False)
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("--input hf:acme/no-such-dataset: the dataset could not be loaded")
+    assert not (tmp_path / "out").exists()
+
+
 def test_hf_disk_layout_follows_seed42_halves(tmp_path, docs, tok_path):
     datasets = pytest.importorskip("datasets")
 
@@ -269,7 +309,7 @@ def test_uint32_when_vocab_exceeds_uint16(tmp_path, docs, big_tok_path):
 def test_load_tokenizer_specs(tmp_path, tok_path, monkeypatch):
     assert load_tokenizer(tok_path).get_vocab_size() == 400
     assert eos_id(load_tokenizer(tok_path.parent)) == 0
-    # A model name resolves through the local Hugging Face cache layout only.
+    # A model id resolves through the Hugging Face cache (offline in the tests: HF_HUB_OFFLINE=1).
     import huggingface_hub.constants as hf_constants
 
     snap = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / "abc123"

@@ -107,6 +107,9 @@ def test_report_cli_grid_search_and_plots(tmp_path, capsys):
     for name in names:
         data = (plots / name).read_bytes()
         assert len(data) > 1000 and data[:8] == b"\x89PNG\r\n\x1a\n"
+    page = out.read_text()  # the page embeds every plot, linked relative to itself
+    assert sorted(line.split("](")[1].rstrip(")") for line in page.splitlines() if line.startswith("![")) == \
+        [f"plots/{name}" for name in names]
     assert "wrote" in capsys.readouterr().out
 
 

@@ -188,7 +188,8 @@ def _build_in(run, cfg, config, data, method, weights, parent, total_steps, devi
                       keep_checkpoints=out.keep_checkpoints, break_steps=out.break_steps,
                       log_every=out.log_every, progress=not out.no_progress, seed=train.selection_seed,
                       run_name=run.name, services=services, dist=dist,
-                      flops_per_token=flops_per_token(model.config, cfg.data.context_length))
+                      flops_per_token=flops_per_token(model.config, cfg.data.context_length),
+                      tokenizer_file=data.tokenizer_file)
     peak = peak_tflops(device, cfg.model.peak_tflops)
     trainer.peak_flops = peak * 1e12 * dist.world if peak else None
     if evaluate_only:

@@ -12,7 +12,7 @@ from data.instructions import build_instruction_data
 from data.prepare import detect_layout, prepare_corpus
 from data.sampler import MixtureSampler
 from data.shards import ShardSet
-from data.tokenization import resolve_tokenizer_file
+from data.tokenization import data_tokenizer_file, resolve_tokenizer_file
 from errors import UsageError
 from options import option, require_positive
 from trainer.models import bundled_config_name, is_tiny
@@ -68,7 +68,7 @@ def default_tokenizer(cfg) -> str:
         return cfg.data.tokenizer
     if is_tiny(model_name):
         return TOKENIZER_PATH
-    # every Pythia model shares the GPT-NeoX tokenizer; found only if it is in the local HF cache
+    # every Pythia model shares the GPT-NeoX tokenizer (through the Hugging Face cache: hub.py)
     bundled = bundled_config_name(model_name) is not None
     spec = "EleutherAI/pythia-160m" if bundled else model_name
     try:
@@ -76,12 +76,12 @@ def default_tokenizer(cfg) -> str:
     except UsageError:
         looks_like_path = model_name.startswith((".", os.sep, "~")) or model_name.count("/") > 1
         if bundled:
-            where = "its tokenizer is not in the local Hugging Face cache" + (
+            where = "its tokenizer is neither in the Hugging Face cache nor available from the Hub" + (
                 f" (every Pythia model uses that of {spec})" if spec != model_name else "")
         elif looks_like_path and not os.path.exists(model_name):
             where = "no such folder"
         else:
-            where = "no tokenizer.json in it or for it in the local Hugging Face cache"
+            where = "no tokenizer.json in it, nor for it in the Hugging Face cache or on the Hub"
         raise UsageError(f"--model {model_name}: {where}; pass --tokenizer (a tokenizer.json or a folder holding "
                          "one), an existing model folder or a cached model id, or --model tiny") from None
     return spec
@@ -144,4 +144,6 @@ def build_data(cfg) -> DataBundle:
 
     info = {"train_dir": train.root, "val_dir": evals.root, "vocab_size": train.vocab_size,
             "dtype": str(train.dtype)}
-    return DataBundle(groups, train.vocab_size, make_sampler, eval_source, info)
+    meta = train.meta or {}
+    tokenizer = data_tokenizer_file(meta.get("tokenizer"), meta.get("tokenizer_sha256"))
+    return DataBundle(groups, train.vocab_size, make_sampler, eval_source, info, tokenizer)

@@ -79,6 +79,7 @@ class Trainer:
     train_model: Any = None  # what the update runs forward through: the model, or its DDP / compiled wrapper
     flops_per_token: float = 0.0  # training FLOPs per token (trainer.models.flops_per_token), for MFU
     peak_flops: Optional[float] = None  # the job's peak FLOP/s (all ranks); None: no MFU in the metrics
+    tokenizer_file: Optional[str] = None  # the data's tokenizer.json, saved beside the model (--save_model)
     # state that checkpoints carry
     step: int = 0
     tokens: int = 0
@@ -253,6 +254,7 @@ class Trainer:
             self.save()  # the parent state that children start from
         elif status == "complete":
             self.run_dir.write_artifacts(self.method.artifacts())
+            self.metrics.log_tables(self.method.tables(), step=self.step)
         results = {"run_name": self.run_name, "method": self.method.name, "seed": self.seed, "status": status,
                    "step": self.step, "tokens": self.tokens, "groups": self.groups}
         results.update(summarize(self.groups, val, test))

@@ -1,9 +1,10 @@
 """Model building: bundled configs (no hub needed from scratch), pretrained loading, attention choice.
 
 `--checkpoint 0` builds a fresh model from a bundled config: the Pythia family (14m ... 410m, the
-published architecture hyper-parameters) or the tiny CPU configs `tiny` and `mini`. Any other
-`--checkpoint` (or none) loads pretrained weights from a local path or the HF cache only; hubs are
-unreachable by design, so a missing model is a clear error rather than a download attempt.
+published architecture hyper-parameters) or the tiny CPU configs `tiny` and `mini`, without the Hub.
+Any other `--checkpoint N` loads the pretrained weights of revision `stepN` (Pythia's intermediate
+checkpoints; none: the latest) from a local folder or by Hub id, through the Hugging Face cache
+(hub.py: downloaded when online, from the cache when offline or HF_HUB_OFFLINE=1).
 """
 import copy
 import logging
@@ -13,6 +14,7 @@ from typing import Optional
 
 import torch
 
+import hub
 from errors import UsageError
 from options import option
 
@@ -122,10 +124,10 @@ def build_model(model_name: str, checkpoint, *, data_vocab_size, context_length,
             config = bundled_config(model_name, data_vocab_size, context_length)
         else:
             try:
-                config = AutoConfig.from_pretrained(model_name, local_files_only=True)
-            except (OSError, ValueError):
-                raise UsageError(f"--model {model_name}: no bundled config and no local config.json; use a "
-                                 "bundled name (tiny, mini, EleutherAI/pythia-160m ...) or a local path") from None
+                config = AutoConfig.from_pretrained(model_name)
+            except (OSError, ValueError) as err:
+                raise UsageError(hub.not_available("--model", model_name, "no bundled config; its config.json",
+                                                   err)) from None
         # from_config mutates the config it is given (attention implementation): give it a copy.
         model = AutoModelForCausalLM.from_config(copy.deepcopy(config), attn_implementation=attn_implementation,
                                                  dtype=dtype)
@@ -134,13 +136,11 @@ def build_model(model_name: str, checkpoint, *, data_vocab_size, context_length,
             raise UsageError(f"--model {model_name} is a bundled from-scratch config: pass --checkpoint 0")
         revision = f"step{checkpoint}" if checkpoint is not None else None
         try:
-            model = AutoModelForCausalLM.from_pretrained(model_name, revision=revision, local_files_only=True,
+            model = AutoModelForCausalLM.from_pretrained(model_name, revision=revision,
                                                          attn_implementation=attn_implementation, dtype=dtype)
         except (OSError, ValueError) as err:
-            what = f"revision {revision} of " if revision else ""
-            raise UsageError(f"--model {model_name}: could not load {what}pretrained weights from a local path or "
-                             f"the HF cache ({str(err).splitlines()[0][:120]}); download them on a machine with "
-                             "hub access, pass a local directory, or train from scratch with --checkpoint 0") from None
+            raise UsageError(hub.not_available("--model", model_name, "the pretrained weights", err, revision)
+                             + " (or train from scratch with --checkpoint 0)") from None
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions and context_length > positions:
         raise UsageError(f"--context_length {context_length} is longer than the {positions} positions of --model "

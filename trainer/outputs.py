@@ -79,6 +79,15 @@ class MetricsLog:
                     flat[key] = value
             self.wandb_run.log(flat, step=record.get("step"))
 
+    def log_tables(self, tables: dict, step=None):
+        """A method's tables (MixingMethod.tables) to wandb, when it is on."""
+        if self.wandb_run is None or not tables:
+            return
+        import wandb
+
+        self.wandb_run.log({name: wandb.Table(columns=t["columns"], data=t["rows"]) for name, t in tables.items()},
+                           step=step)
+
 
 def start_wandb(out, run_name, config):
     """wandb only when asked for (out: the OutputOptions; a project or a mode); the local files are always

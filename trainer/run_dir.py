@@ -286,11 +286,14 @@ class RunDir:
     def write_results(self, results: dict) -> None:
         write_json(self.file(RESULTS), results)
 
-    def save_model(self, model) -> None:
-        """model/, replaced atomically: written beside it, then renamed in place of the old one."""
+    def save_model(self, model, write_extras=None) -> None:
+        """model/, replaced atomically: written beside it, then renamed in place of the old one.
+        write_extras(folder, model): more files for the folder (tokenizer, model card: trainer/export.py)."""
         tmp, old = self.file(_MODEL_TMP), self.file(_MODEL_OLD)
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
+        if write_extras is not None:
+            write_extras(tmp, model)
         if os.path.isdir(self.model_dir):
             shutil.rmtree(old, ignore_errors=True)
             os.rename(self.model_dir, old)
@@ -333,5 +336,5 @@ class FollowerRunDir(RunDir):
     def write_results(self, results: dict) -> None:
         pass
 
-    def save_model(self, model) -> None:
+    def save_model(self, model, write_extras=None) -> None:
         pass
