@@ -116,6 +116,7 @@ class AdoMethod(MixingMethod):
         self.params = None  # (k, 3): a, e, alpha per group
         self.losses: list = []  # per step: each group's loss (carried forward when absent)
         self.rows: list = []  # per step: rows per group
+        self.seen = np.zeros(self.k)  # rows per group so far (the sum of `rows`, kept so a step is O(k))
         self.fits: list = []
         self.weight_sum = np.zeros(self.k)
         self.steps = 0
@@ -151,6 +152,7 @@ class AdoMethod(MixingMethod):
             fallback = np.full(self.k, loss_sum.sum() / max(tokens.sum(), 1.0))
         self.losses.append(np.where(np.isfinite(losses), losses, fallback).tolist())
         self.rows.append(rows.tolist())
+        self.seen += rows
         if rows.sum() > 0:
             self.credit = (1.0 - self.gamma1) * self.credit + self.gamma1 * rows / rows.sum()
 
@@ -160,6 +162,10 @@ class AdoMethod(MixingMethod):
         if self.count == "total":
             return np.repeat(cumulative.sum(1, keepdims=True), self.k, axis=1)
         return cumulative
+
+    def current_count(self) -> np.ndarray:
+        """n now, (k,): the last row of counts() without rebuilding the history (a policy update is per step)."""
+        return np.full(self.k, self.seen.sum()) if self.count == "total" else self.seen.copy()
 
     def refit(self, step: int) -> None:
         """Fit every group's law; the new parameters replace the old only when every group's fit is finite."""
@@ -183,7 +189,7 @@ class AdoMethod(MixingMethod):
 
     def target(self) -> np.ndarray:
         """rho before the floor: mu h^s max(alpha, 0.05) (Lhat(n) - eps) / n at the current n (normalised)."""
-        n = np.maximum(self.counts()[-1], 1.0)
+        n = np.maximum(self.current_count(), 1.0)
         reducible = law_value(self.params, n) - np.exp(self.params[:, 1])
         slope = np.maximum(self.params[:, 2], MIN_EXPONENT) * reducible / n
         raw = self.mu * self.credit ** self.s * slope
@@ -230,8 +236,9 @@ class AdoMethod(MixingMethod):
     def state_dict(self) -> dict:
         return {"groups": self.groups, "mu": self.mu.tolist(), "policy": self.policy.tolist(),
                 "pibar": self.pibar.tolist(), "credit": self.credit.tolist(), "rho": self._rho_list(),
-                "params": None if self.params is None else self.params.tolist(), "losses": self.losses,
-                "rows": self.rows, "fits": self.fits, "weight_sum": self.weight_sum.tolist(), "steps": self.steps,
+                "params": None if self.params is None else self.params.tolist(), "losses": list(self.losses),
+                "rows": list(self.rows), "seen": self.seen.tolist(), "fits": list(self.fits),
+                "weight_sum": self.weight_sum.tolist(), "steps": self.steps,
                 "trajectory": self.trajectory}
 
     def load_state_dict(self, state: dict) -> None:
@@ -246,6 +253,7 @@ class AdoMethod(MixingMethod):
         self.params = None if state["params"] is None else np.asarray(state["params"], dtype=np.float64)
         self.losses = [list(map(float, x)) for x in state["losses"]]
         self.rows = [list(map(float, x)) for x in state["rows"]]
+        self.seen = np.asarray(state["seen"], dtype=np.float64)
         self.fits = list(state["fits"])
         self.weight_sum = np.asarray(state["weight_sum"], dtype=np.float64)
         self.steps = int(state["steps"])

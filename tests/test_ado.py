@@ -69,9 +69,9 @@ def test_online_fits_recover_the_laws_and_the_mixture_follows_their_slopes():
     assert np.argsort(method.policy).tolist() == np.argsort(expected).tolist() == [0, 1, 2]
     for w in seen[300:]:
         assert w[2] > w[1] > w[0]
-    # the policy's recursion by hand for the last step
     assert method.trajectory[-1]["weights"] == method.policy.tolist()
     assert np.asarray(method.rows).sum(1).tolist() == [ROWS] * 900
+    assert method.current_count().tolist() == method.counts()[-1].tolist() == [900.0 * ROWS] * 3
 
 
 def test_policy_pieces_by_hand():
@@ -83,7 +83,7 @@ def test_policy_pieces_by_hand():
     assert smooth(history[:4]) is None  # window 3 <= order 3: too short to smooth
     method = make(ado_gamma1=0.5, ado_gamma2=0.25, ado_start_step=0, ado_update_steps=1, ado_ignore_steps=0)
     method.params = TRUE.copy()
-    method.rows = [[4.0, 2.0, 2.0]]
+    method.rows, method.seen = [[4.0, 2.0, 2.0]], np.array([4.0, 2.0, 2.0])
     method.credit = np.array([0.5, 0.25, 0.25])
     method.update_policy(3)
     raw = method.mu * method.credit ** 0.5 * np.maximum(TRUE[:, 2], 0.05) * np.exp(TRUE[:, 0]) * 8.0 ** -TRUE[:, 2] / 8
@@ -108,10 +108,11 @@ def test_credit_and_carried_losses():
 
 def test_group_count_uses_each_groups_rows():
     method = make(ado_count="group")
-    method.rows = [[2.0, 0.0, 6.0], [4.0, 4.0, 0.0]]
+    method.rows, method.seen = [[2.0, 0.0, 6.0], [4.0, 4.0, 0.0]], np.array([6.0, 4.0, 6.0])
     assert method.counts().tolist() == [[2.0, 0.0, 6.0], [6.0, 4.0, 6.0]]
+    assert method.current_count().tolist() == [6.0, 4.0, 6.0]
     method.count = "total"
-    assert method.counts().tolist() == [[8.0] * 3, [16.0] * 3]
+    assert method.counts().tolist() == [[8.0] * 3, [16.0] * 3] and method.current_count().tolist() == [16.0] * 3
 
 
 def test_micro_batches_and_ranks_give_the_step_of_one_process():
