@@ -10,7 +10,7 @@ form a job graph run by `-j` workers. A run whose directory holds results.json i
 the same command again continues an interrupted bench. Writes <output_dir>/table.md and table.json.
 `--quick` (40 steps, one seed, one pair and the restricted setting, a smaller sweep) is the smoke
 test: a few minutes on 2 cores at -j 2; the full size is 240 steps, 3 seeds, every setting (about
-100 minutes on 2 cores).
+100 minutes on 2 cores before ODM and ADO, which add 4 runs per setting and seed: not yet re-measured).
 """
 import argparse
 import concurrent.futures as cf
