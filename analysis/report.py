@@ -20,7 +20,8 @@ from errors import OneLineArgumentParser, UsageError, exit_on_usage_error
 from .common import jsonable, write_json
 from .runs import find_runs
 
-ORDER = ["stratified", "grid", "dml", "skillit", "doremi", "doge", "aioli"]
+# row order; ODM's and ADO's online runs (label odm / ado) are results, as are their final static runs (odm_final)
+ORDER = ["stratified", "grid", "dml", "skillit", "doremi", "doge", "odm", "ado", "aioli"]
 
 
 def _setting(run):

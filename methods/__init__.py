@@ -1,8 +1,8 @@
 """Mixing methods: one file per method behind the interface of `methods/base.py`, selected by name.
 
 The registry maps a method name to its class; `main.py` turns the paper's boolean flags (`--aioli`,
-`--skillit`, `--doremi`, `--doge`) into these names. A method's flags are the fields of its `Options`
-dataclass, declared in its own file; the command line is generated from them (`trainer/args.py`), so
+`--skillit`, `--doremi`, `--doge`, `--odm`, `--ado`) into these names. A method's flags are the fields of its
+`Options` dataclass, declared in its own file; the command line is generated from them (`trainer/args.py`), so
 adding a method is one file plus one line here.
 """
 import importlib
@@ -16,6 +16,8 @@ REGISTRY = {
     "skillit": "methods.skillit:SkillitMethod",
     "doremi": "methods.doremi:DoremiMethod",
     "doge": "methods.doge:DogeMethod",
+    "odm": "methods.odm:OdmMethod",
+    "ado": "methods.ado:AdoMethod",
 }
 
 

@@ -13,6 +13,8 @@ PIPELINE_TABLE=(
   "skillit: k one-hot runs -> skills graph (mixing_law_fitting.py skills_graph) -> online Skill-it run"
   "doremi: stratified reference -> DoReMi proxy -> run on the proxy's averaged weights"
   "doge: DoGE proxy -> run on the proxy's averaged weights"
+  "odm: ODM online run (EXP3 on the groups' training losses) -> run on its averaged weights"
+  "ado: ADO online run (per-group scaling laws of the training losses) -> run on its averaged weights"
   "aioli: Aioli, unrestricted"
   "aioli_restricted: a prior mixture (AIOLI_PRIOR) for PRIOR_STEPS steps, then Aioli from it"
   "aioli_static: ablation: one LearnParams at the start, then that mixture for the whole run"

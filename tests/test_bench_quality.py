@@ -125,6 +125,26 @@ def test_table_maths(tmp_path):
     assert "| DML | – | – | 0 | 0 | 5 |" in text and "[n=1]" in text
 
 
+def test_plan_has_the_online_runs_and_their_final_runs(tmp_path):
+    for steps in (240, 40):  # the full size and --quick
+        plan = bq.Plan(str(tmp_path / str(steps)), steps, bq.SIZES["full"])
+        bq.plan_setting(plan, "book_stackexchange", 0)
+        tasks = {t.label.split("/", 1)[1]: t for t in plan.tasks.values()}
+        for name in ("odm", "ado"):
+            online, final = tasks[f"{name}_seed0"], tasks[f"{name}_final_seed0"]
+            assert f"--{name}" in online.argv and online.deps == []
+            assert final.deps == [online] and bq.flag_value(final.argv, "--sample_rule") == "mixture"
+            assert bq.flag_value(final.argv, "--proportions_file") == os.path.join(online.run_dir, f"{name}.json")
+        ado = tasks["ado_seed0"].argv
+        schedule = [int(bq.flag_value(ado, f"--ado_{f}")) for f in ("ignore_steps", "start_step", "update_steps")]
+        assert schedule == ([12, 60, 30] if steps == 240 else [2, 10, 5])
+        # the first fit that has 4 points (every 10th step after the ignored ones) comes before the end
+        first = next(t for t in range(schedule[1], steps + 1) if t % schedule[2] == 0
+                     and len(range(schedule[0], t, 10)) >= 4)
+        assert first < steps or steps == 40 and first == 35
+    assert bq.extra_runs("ODM", 2, 4) == 0 and bq.extra_runs("ADO final", 2, 4) == 1
+
+
 def test_recovery(tmp_path):
     assert bq.recovery(200.0, 150.0, 100.0) == pytest.approx(0.5)
     assert bq.recovery(200.0, 90.0, 100.0) == pytest.approx(1.1)

@@ -26,11 +26,12 @@ SETTINGS = {
 }
 # In this order: later pipelines reuse what earlier ones ran (dml the sweep, doremi the stratified run),
 # and the Aioli variants are compared with the unrestricted run.
-PIPELINES = ["stratified", "sweep", "dml", "skillit", "doremi", "doge", "aioli", "aioli_restricted", "aioli_static",
-             "aioli_diagonal", "dynamic"]
+PIPELINES = ["stratified", "sweep", "dml", "skillit", "doremi", "doge", "odm", "ado", "aioli", "aioli_restricted",
+             "aioli_static", "aioli_diagonal", "dynamic"]
 # entry script (relative to scripts/<setting>/) -> pipeline
 ENTRY = {"stratified.sh": "stratified", "sweep/run.sh": "sweep", "sweep/dynamic.sh": "dynamic", "dml/run.sh": "dml",
-         "skillit/run.sh": "skillit", "doremi/run.sh": "doremi", "doge/run.sh": "doge", "aioli/run.sh": "aioli",
+         "skillit/run.sh": "skillit", "doremi/run.sh": "doremi", "doge/run.sh": "doge", "odm/run.sh": "odm",
+         "ado/run.sh": "ado", "aioli/run.sh": "aioli",
          "aioli/restricted.sh": "aioli_restricted", "aioli/static.sh": "aioli_static",
          "aioli/diagonal.sh": "aioli_diagonal"}
 AIOLI_FLAGS = ("--lp_rounds", "--lp_steps", "--eta", "--ema", "--update_steps", "--one_hot_factor")
@@ -58,6 +59,8 @@ elif [[ $(basename "$1") == main.py ]]; then
   if has --save_model; then mkdir -p "$run/model"; fi
   if has --doremi; then echo '{"average_weights": [1]}' > "$run/doremi.json"; fi
   if has --doge; then echo '{"average_weights": [1]}' > "$run/doge.json"; fi
+  if has --odm; then echo '{"average_weights": [1]}' > "$run/odm.json"; fi
+  if has --ado; then echo '{"average_weights": [1]}' > "$run/ado.json"; fi
   echo '{"status": "complete"}' > "$run/results.json"
 else
   out=$(last --output)
@@ -176,6 +179,8 @@ def test_dispatcher_refuses_unknown_names(stub_env, argv, named, valid):
 @pytest.mark.parametrize("pipeline, stages", [
     ("doremi", ["doremi_reference", "doremi_proxy", "doremi_final"]),
     ("doge", ["doge_proxy", "doge_final"]),
+    ("odm", ["odm_online", "odm_final"]),
+    ("ado", ["ado_online", "ado_final"]),
     ("dynamic", ["dynamic_parents_seed0", "dynamic_children_seed0", "dynamic_parents_seed1",
                  "dynamic_children_seed1"]),
 ])
@@ -264,6 +269,15 @@ def test_every_pipeline_with_a_stub(stub_env, setting):
             assert "--doge" in proxy and flag(proxy, "--custom_name") == "doge_proxy"
             assert flag(final, "--proportions_file") == os.path.join(out, "doge_proxy_seed0", "doge.json")
             assert flag(final, "--custom_name") == "doge_final" and flag(final, "--sample_rule") == "mixture"
+        elif name in ("odm", "ado"):  # the online run, then a static run on its averaged weights
+            assert names == [f"{name}_seed0", f"{name}_final_seed0"]
+            online, final = runs
+            assert f"--{name}" in online and flag(online, "--custom_name") is None
+            if name == "ado":  # the schedule scaled to the setting's length
+                schedule = [int(flag(online, f"--ado_{f}")) for f in ("ignore_steps", "start_step", "update_steps")]
+                assert schedule == ([1000, 1000, 1000] if full else [250, 500, 250])
+            assert flag(final, "--proportions_file") == os.path.join(out, f"{name}_seed0", f"{name}.json")
+            assert flag(final, "--custom_name") == f"{name}_final" and flag(final, "--sample_rule") == "mixture"
         elif name.startswith("aioli"):
             custom = {"aioli": None, "aioli_restricted": "restricted", "aioli_static": "aioli_static",
                       "aioli_diagonal": "diagonal"}[name]
@@ -478,6 +492,23 @@ def test_doge_stages_in_process(stub_env, tiny_shards):
     assert all("matrix" in h for h in learned["history"])
     final = load(out, "doge_final_seed0", "config.json")
     assert final["custom_name"] == "doge_final"
+    assert final["initial_weights"] == pytest.approx(learned["average_weights"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pipeline, extra", [("odm", ["--odm_warmup_steps", "1"]),
+                                             ("ado", ["--max_steps", "32", "--ado_start_step", "32",
+                                                      "--ado_update_steps", "16", "--ado_ignore_steps", "0"])])
+def test_online_method_stages_in_process(stub_env, tiny_shards, pipeline, extra):
+    rows, out = record(stub_env, tiny_shards, pipeline, *extra)
+    assert [os.path.basename(r[0]) for r in rows] == ["main.py"] * 2
+    replay(rows)
+    learned = load(out, f"{pipeline}_seed0", f"{pipeline}.json")
+    assert learned["groups"] == ["arxiv", "stackexchange"] and learned["steps"] == int(flag(rows[0], "--max_steps"))
+    if pipeline == "ado":
+        assert [f["accepted"] for f in learned["fits"]] == [True]
+    final = load(out, f"{pipeline}_final_seed0", "config.json")
+    assert final["custom_name"] == f"{pipeline}_final"
     assert final["initial_weights"] == pytest.approx(learned["average_weights"])
 
 

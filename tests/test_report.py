@@ -158,3 +158,22 @@ def test_diverged_runs_are_left_out_and_counted(tmp_path, capsys):
     assert main(["best", "--run_dir", str(tmp_path / "runs" / "sweep"), "--output", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["skipped_runs"] == {"non-finite val_loss (diverged)": 1} and res["n_mixtures"] == 4
+
+
+def test_online_methods_rows_and_their_final_runs(tmp_path):
+    """ODM's and ADO's online runs are results (rows odm, ado) as are their final static runs (odm_final,
+    ado_final); they sit between DoGE and Aioli. A DoGE proxy is a helper and gets no row."""
+    from analysis.report import build_table
+    from analysis.runs import find_runs
+
+    runs = {"stratified": ("static", None), "aioli": ("aioli", None), "doge_final": ("static", "doge_final"),
+            "doge_proxy": ("doge", "doge_proxy"), "ado": ("ado", None), "odm_final": ("static", "odm_final"),
+            "odm": ("odm", None), "ado_final": ("static", "ado_final")}
+    for seed in range(2):
+        for i, (name, (method, custom)) in enumerate(runs.items()):
+            weights = [0.5, 0.5] if name == "stratified" else [0.3, 0.7]
+            write_run(tmp_path, f"{name}_seed{seed}", S1, weights, method=method, seed=seed, custom_name=custom,
+                      test_loss=[math.log(10.0 + i), math.log(12.0 + i)])
+    table = build_table(find_runs([str(tmp_path)]))
+    assert [r["method"] for r in table["rows"]] == ["stratified", "doge_final", "odm", "odm_final", "ado",
+                                                    "ado_final", "aioli"]

@@ -19,7 +19,7 @@ from trainer.models import ModelOptions
 from trainer.optim import OptimOptions
 from trainer.run_dir import OutputOptions
 
-METHOD_FLAGS = ("aioli", "skillit", "doremi", "doge")
+METHOD_FLAGS = ("aioli", "skillit", "doremi", "doge", "odm", "ado")
 # (title, options class) of the general sections, in --help order; the methods' sections follow "mixture"
 SECTIONS = (("data", DataOptions), ("instruction tasks", InstructionOptions), ("model", ModelOptions),
             ("training", TrainOptions), ("optimisation", OptimOptions), ("mixture", MixtureOptions))
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineArgumentParser(
         prog="main.py",
         description="Train a causal LM on a mixture of data groups chosen by a data-mixing method "
-        "(stratified, static proportions, Aioli, Skill-it, DoReMi, DoGE). With no data flags it "
+        "(stratified, static proportions, Aioli, Skill-it, DoReMi, DoGE, ODM, ADO). With no data flags it "
         "trains a tiny model on the embedded demo corpus.",
         allow_abbrev=True,  # the paper's scripts pass --model for --model_name
     )

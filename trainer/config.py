@@ -49,6 +49,9 @@ DEMO_METHOD_DEFAULTS = {
     # the same recipe on shorter runs.
     "aioli": dict(update_steps=90, eta=1.0, aioli_normalize_A=True, lp_eval_samples=16),
     "skillit": dict(update_steps=100, eta=0.2),
+    # ADO's reference schedule (fits from step 1000 of 60000, every 1000 steps) scaled to the 300-step demo:
+    # the first fit at step 60 has 5 points (every 10th step after the first 10), then every 30 steps.
+    "ado": dict(ado_ignore_steps=10, ado_start_step=60, ado_update_steps=30),
 }
 GENERAL_DEFAULTS = dict(model_name="EleutherAI/pythia-160m", context_length=1024, batch_size=4)
 

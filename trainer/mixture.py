@@ -12,9 +12,10 @@ from options import option
 
 @dataclass(frozen=True)
 class MixtureOptions:
-    """Which method chooses the mixture (also --aioli, --skillit, --doremi, --doge) and the static mixture."""
+    """Which method chooses the mixture (also --aioli, --skillit, --doremi, --doge, --odm, --ado) and the static
+    mixture."""
 
-    method: Optional[str] = option(None, "static, aioli, skillit, doremi, doge (same as the boolean flags)")
+    method: Optional[str] = option(None, "static, aioli, skillit, doremi, doge, odm, ado (same as the boolean flags)")
     sample_rule: Optional[str] = option(None, "stratified (uniform) or mixture (--proportions / "
                                         "--proportions_file)", choices=("stratified", "mixture"))
     k: Optional[int] = option(None, "number of groups (checked against --slice_list)")

@@ -5,12 +5,12 @@
         [--settings NAME ...] [--output_dir DIR] [--restricted_on SETTING] [--prior P ...]
 
 Each run is one `main.py` subprocess; the stages of a baseline (sweep -> best/linreg fit -> final run,
-one-hot runs -> skills graph -> Skill-it, proxy -> final run) mirror scripts/lib/pipelines.sh and
+one-hot runs -> skills graph -> Skill-it, proxy or online run -> final run) mirror scripts/lib/pipelines.sh and
 form a job graph run by `-j` workers. A run whose directory holds results.json is reused, so running
 the same command again continues an interrupted bench. Writes <output_dir>/table.md and table.json.
 `--quick` (40 steps, one seed, one pair and the restricted setting, a smaller sweep) is the smoke
 test: a few minutes on 2 cores at -j 2; the full size is 240 steps, 3 seeds, every setting (about
-100 minutes on 2 cores).
+100 minutes on 2 cores before ODM and ADO, which add 4 runs per setting and seed: not yet re-measured).
 """
 import argparse
 import concurrent.futures as cf
@@ -66,10 +66,14 @@ AIOLI_FLAGS = ["--aioli", "--lp_rounds", "{lp_rounds}", "--lp_steps", "{lp_steps
                "--aioli_probe_order", "antithetic"]
 
 
-METHODS = ["stratified", "grid", "DML", "Skill-it", "DoReMi", "DoGE", "Aioli"]
+METHODS = ["stratified", "grid", "DML", "Skill-it", "DoReMi", "DoGE", "ODM", "ODM final", "ADO", "ADO final", "Aioli"]
 # The final run of each method below <output_dir>/<setting>/ (grid: the winner named in grid_seed<S>.json).
+# ODM and ADO train the model online: their online run is a result, and so is the static run on its averaged
+# weights (their pipelines' final stage, like DoReMi's and DoGE's).
 RUNS = {"stratified": "stratified_seed{seed}", "DML": "dml_final_seed{seed}", "Skill-it": "skillit_seed{seed}",
-        "DoReMi": "doremi_final_seed{seed}", "DoGE": "doge_final_seed{seed}", "Aioli": "aioli_seed{seed}"}
+        "DoReMi": "doremi_final_seed{seed}", "DoGE": "doge_final_seed{seed}", "ODM": "odm_seed{seed}",
+        "ODM final": "odm_final_seed{seed}", "ADO": "ado_seed{seed}", "ADO final": "ado_final_seed{seed}",
+        "Aioli": "aioli_seed{seed}"}
 RESTRICTED_RUNS = {"bad_prior": "bad_prior_seed{seed}", "aioli_restricted": "aioli_restricted_seed{seed}",
                    "probes_only": "probes_only_seed{seed}"}
 
@@ -97,6 +101,15 @@ def aioli_flags(k, steps):
     update = max(steps // 4, lp_rounds * lp_steps * k + 1)
     return [a.format(one_hot_factor=f"{ohf:.4g}", update_steps=update, lp_rounds=lp_rounds, lp_steps=lp_steps)
             for a in AIOLI_FLAGS]
+
+
+def ado_flags(steps):
+    """ADO's schedule for a run of `steps` steps (the reference's: fits from step 1000 of 60000, every 1000
+    steps, the first 1000 steps left out): the first fit at a quarter of the run, then every eighth, the
+    first 5% of the steps left out; at 240 steps the first fit (step 60) has 5 points (every 10th step after
+    the first 12)."""
+    return ["--ado", "--ado_ignore_steps", str(steps // 20), "--ado_start_step", str(max(1, steps // 4)),
+            "--ado_update_steps", str(max(1, steps // 8))]
 
 
 def sweep_points(mixtures):
@@ -197,6 +210,13 @@ def plan_setting(plan, setting, seed):
                        ["--doge", "--doge_val_batch_size", "4", "--doge_mu", "0.01"])
     plan.train(setting, groups, seed, RUNS["DoGE"].format(seed=seed),
                ["--sample_rule", "mixture", "--proportions_file", os.path.join(proxy.run_dir, "doge.json")], [proxy])
+    # ODM and ADO: the online run (ODM's bandit starts after the run's warmup), then a static run on its averaged
+    # weights
+    for name, flags in (("ODM", ["--odm"]), ("ADO", ado_flags(steps))):
+        online = plan.train(setting, groups, seed, RUNS[name].format(seed=seed), flags)
+        learned = os.path.join(online.run_dir, f"{name.lower()}.json")
+        plan.train(setting, groups, seed, RUNS[f"{name} final"].format(seed=seed),
+                   ["--sample_rule", "mixture", "--proportions_file", learned], [online])
     plan.train(setting, groups, seed, RUNS["Aioli"].format(seed=seed), aioli_flags(k, steps))
 
 
@@ -338,8 +358,8 @@ def paired(x, base):
 def extra_runs(method, k, n_sweep):
     """Runs a method needs beyond its final run (DoReMi's reference is the stratified run: not counted)."""
     # the sweep holds the k one-hot runs, which are also Skill-it's graph runs
-    return {"stratified": 0, "grid": n_sweep, "DML": n_sweep + 1, "Skill-it": k, "DoReMi": 1, "DoGE": 1,
-            "Aioli": 0}[method]
+    return {"stratified": 0, "grid": n_sweep, "DML": n_sweep + 1, "Skill-it": k, "DoReMi": 1, "DoGE": 1, "ODM": 0,
+            "ODM final": 1, "ADO": 0, "ADO final": 1, "Aioli": 0}[method]
 
 
 def summarize(values, sweep_sizes):

@@ -76,6 +76,8 @@ setting() {
     STRATIFIED_CKPTS=5; FINAL_CKPTS=5; SWEEP_CKPTS=1; ONEHOT_CKPTS=2; SKILLIT_UPDATE=400
     DOREMI_PROXY=(--max_steps 40000 --batch_size 8 --num_ckpts 5)
     DOGE_PROXY=(--batch_size 4 --doge_val_batch_size 4 --doge_mu 0.1 --eval_batch_size 8 --num_ckpts 4)
+    # ADO: the reference's schedule (its runs: 60000 steps), kept for the 40000-step runs
+    ADO_RUN=(--ado_ignore_steps 1000 --ado_start_step 1000 --ado_update_steps 1000)
   else
     STEPS=5000; SEED_LIST="${SEEDS:-0 1 2 3 4}"
     FINAL_CKPTS=20; SWEEP_CKPTS=20; ONEHOT_CKPTS=40; SKILLIT_UPDATE=500
@@ -84,6 +86,9 @@ setting() {
     # accumulation that is 5000 updates of 8 sequences in 2 micro-batches of 4: the same tokens,
     # micro-batch size and schedule as every other 5000-step run.
     DOREMI_PROXY=(--max_steps 5000 --batch_size 8 --gradient_accumulation_steps 2 --num_ckpts 40)
+    # ADO on 5000 steps (our choice; the reference's 1000-step schedule would fit 4 times): the first fit at
+    # step 500 on 25 points (every 10th step after the first 250), then every 250 steps
+    ADO_RUN=(--ado_ignore_steps 250 --ado_start_step 500 --ado_update_steps 250)
     if [[ $K == 2 ]]; then
       STRATIFIED_CKPTS=40
       DOGE_PROXY=(--batch_size 6 --doge_val_batch_size 2 --doge_mu 0.01 --eval_batch_size 8 --num_ckpts 20)

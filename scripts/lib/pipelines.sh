@@ -120,6 +120,47 @@ doge_pipeline() {
   batch_end
 }
 
+# odm_pipeline FLAGS...: ODM, online data mixing. The online run odm_seed<S> (an EXP3 bandit over the
+# groups rewarded by their training losses, from the end of --warmup_steps; methods/odm.py;
+# odm_seed<S>/odm.json) -> final static run odm_final_seed<S> on the online run's averaged weights.
+odm_pipeline() {
+  local seed
+  batch_begin odm_online
+  for seed in $SEED_LIST; do
+    train "$OUT" "odm_seed$seed" "${COMMON[@]}" --odm --num_ckpts "$FINAL_CKPTS" --selection_seed "$seed" "$@"
+  done
+  batch_end
+  batch_begin odm_final
+  for seed in $SEED_LIST; do
+    need "$OUT/odm_seed$seed/odm.json" "the online run's learned weights"
+    train "$OUT" "odm_final_seed$seed" "${COMMON[@]}" --sample_rule mixture \
+      --proportions_file "$OUT/odm_seed$seed/odm.json" --num_ckpts "$FINAL_CKPTS" --custom_name odm_final \
+      --selection_seed "$seed" "$@"
+  done
+  batch_end
+}
+
+# ado_pipeline FLAGS...: ADO, adaptive data optimization. The online run ado_seed<S> (per-group scaling laws
+# fitted to the training losses, refitted on the setting's schedule ADO_RUN; methods/ado.py;
+# ado_seed<S>/ado.json) -> final static run ado_final_seed<S> on the online run's averaged weights.
+ado_pipeline() {
+  local seed
+  batch_begin ado_online
+  for seed in $SEED_LIST; do
+    train "$OUT" "ado_seed$seed" "${COMMON[@]}" --ado "${ADO_RUN[@]}" --num_ckpts "$FINAL_CKPTS" \
+      --selection_seed "$seed" "$@"
+  done
+  batch_end
+  batch_begin ado_final
+  for seed in $SEED_LIST; do
+    need "$OUT/ado_seed$seed/ado.json" "the online run's learned weights"
+    train "$OUT" "ado_final_seed$seed" "${COMMON[@]}" --sample_rule mixture \
+      --proportions_file "$OUT/ado_seed$seed/ado.json" --num_ckpts "$FINAL_CKPTS" --custom_name ado_final \
+      --selection_seed "$seed" "$@"
+  done
+  batch_end
+}
+
 # dynamic_pipeline FLAGS...: the dynamic mixing-law sweep, per seed of SEEDS (default 0 only: one seed
 # is ~7 full runs of compute), in dynamic_seed<S>/. Parents: one static run per mixture of the sweep's
 # mixtures (the same as sweep_pipeline's), stopped at BREAK_STEPS (default 2000) with their full state,
