@@ -157,10 +157,11 @@ def _shards_intact(meta, out: Path) -> bool:
         return False
 
 
-def _check_args(groups, num_proc, val_fraction, test_fraction, dtype):
+def _check_args(groups, num_proc, val_fraction, test_fraction, dtype, any_group=False):
+    """The settings' checks; returns the groups without repeats. any_group: names come from --group_field."""
     if groups is not None:
         groups = list(dict.fromkeys(groups))  # drop repeats, keep order
-        unknown = [g for g in groups if g not in SLIMPAJAMA_GROUPS]
+        unknown = [] if any_group else [g for g in groups if g not in SLIMPAJAMA_GROUPS]
         if unknown or not groups:
             raise UsageError(f"--groups: unknown group(s) {', '.join(unknown) or '(none given)'}; valid "
                              f"groups are {', '.join(SLIMPAJAMA_GROUPS)}")
@@ -212,12 +213,16 @@ def prepare_corpus(input_path, output_dir, tokenizer_spec, **settings) -> dict:
 
 def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_proc=1, seed=0,
                     val_fraction=0.05, test_fraction=0.05, strict=False, overwrite=False, progress=True,
-                    dtype="auto", skip_damaged=False, shard=None) -> dict:
+                    dtype="auto", skip_damaged=False, shard=None, text_field=None, group_field=None) -> dict:
     """The phases: check the settings -> fingerprint the inputs -> reuse or refuse what the output holds ->
     tokenize into temporary shards -> check the groups and splits -> commit (meta.json last)."""
     t0 = time.perf_counter()
-    groups = _check_args(groups, num_proc, val_fraction, test_fraction, dtype)
+    fields = {"text": text_field or "text", "group": group_field}  # group None: SlimPajama's set names
+    groups = _check_args(groups, num_proc, val_fraction, test_fraction, dtype, any_group=group_field is not None)
     layout = detect_layout(input_path)
+    if (text_field or group_field) and layout != "hf_hub":
+        raise UsageError("--text_field/--group_field: only for a streamed dataset (--input hf:NAME); other "
+                         "layouts use SlimPajama's records (text, meta.redpajama_set_name)")
     if layout == "shards":
         raise UsageError(f"--input {input_path} already holds prepared shards; use it as the data directory "
                          "instead of preparing it again")
@@ -238,7 +243,7 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
         if shard is not None:
             raise UsageError(f"--shard: a streamed dataset ({input_path}) is read whole on one machine; shard "
                              "local files instead")
-        files.insert(0, [str(input_path), None, None])
+        files.insert(0, [json.dumps({"input": str(input_path), "fields": fields}, sort_keys=True), None, None])
     fingerprint = _fingerprint(layout, files, tok_sha, np_dtype, split_settings, groups, skip_damaged)
     part = None
     if shard is not None:  # this machine's contiguous block of the input files (data/sharded.py)
@@ -261,7 +266,7 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
     wanted = set(groups) if groups is not None else None
     docs = iter_documents(layout, input_path, wanted, seed=seed, val_fraction=val_fraction,
                           test_fraction=test_fraction, strict=strict, stats=stats, skip_damaged=skip_damaged,
-                          only=None if part is None else set(part["files"]))
+                          only=None if part is None else set(part["files"]), fields=fields)
     try:
         text_bytes = _tokenize(docs, writer, stats, files, Path(input_path).name, num_proc,
                                (str(tok_file), eos, np_dtype.str, True), progress)
@@ -269,7 +274,7 @@ def _prepare_locked(input_path, output_dir, tokenizer_spec, *, groups=None, num_
         if part is None:
             final = _groups_with_every_split(writer, groups, layout, input_path, val_fraction, test_fraction)
         else:  # a part may lack a group or a split: the merge checks the whole
-            final = [g for g in SLIMPAJAMA_GROUPS if any(writer.docs[g, s] for s in SPLITS)]
+            final = _present_groups(writer)
         meta = {"format": FORMAT, "version": VERSION, "tokenizer": str(tokenizer_spec),
                 "tokenizer_sha256": tok_sha, "vocab_size": vocab, "dtype": np_dtype.name, "eos_id": eos,
                 "fingerprint": fingerprint, "source_layout": layout, "split_settings": split_settings,
@@ -302,7 +307,7 @@ def merge_parts(part_dirs, output_dir, overwrite=False, progress=True) -> dict:
     parts = sharded.check_parts(metas, part_dirs)
     folders = {meta["part"]["index"]: Path(path) for meta, path in zip(metas, part_dirs)}
     requested = parts[0]["part"]["requested_groups"]
-    found = [g for g in SLIMPAJAMA_GROUPS if any(g in p["groups"] for p in parts)]
+    found = _in_group_order({g for p in parts for g in p["groups"]})
     final = requested or found
     if not final:
         raise UsageError("--merge: the parts hold no documents of a known group")
@@ -434,10 +439,19 @@ def _warn_skipped(stats):
               f"meta.redpajama_set_name ({names})", file=sys.stderr)
 
 
+def _in_group_order(names) -> list:
+    """SlimPajama's groups in the paper's order, then any other names (from --group_field) sorted."""
+    return [g for g in SLIMPAJAMA_GROUPS if g in names] + sorted(set(names) - set(SLIMPAJAMA_GROUPS))
+
+
+def _present_groups(writer) -> list:
+    return _in_group_order({g for (g, _s), n in writer.docs.items() if n})
+
+
 def _groups_with_every_split(writer, groups, layout, input_path, val_fraction, test_fraction) -> list:
     """The groups to write (the requested ones, else every group found); each must have documents in
     every split."""
-    found = [g for g in SLIMPAJAMA_GROUPS if any(writer.docs[g, s] for s in SPLITS)]
+    found = _present_groups(writer)
     for g in groups or []:
         if g not in found:
             raise UsageError(f"group {g!r} has no documents in --input {input_path} (groups found: "
@@ -493,6 +507,10 @@ def build_parser():
     p.add_argument("--output", required=True, help="directory for <group>/{train,val,test}.bin + meta.json")
     p.add_argument("--tokenizer", help="tokenizer.json, a folder holding one, or a Hugging Face model id "
                    "(through the Hugging Face cache; downloaded when the Hub is reachable)")
+    p.add_argument("--text_field", default=None, help="hf: inputs: the column holding the text (default: text)")
+    p.add_argument("--group_field", default=None, help="hf: inputs: the column (dots for nested fields, e.g. "
+                   "meta.source) whose value names a row's group; default: SlimPajama's meta.redpajama_set_name, "
+                   "mapped to the short names")
     p.add_argument("--groups", nargs="+", default=None, help=f"subset of {' '.join(SLIMPAJAMA_GROUPS)} "
                    "(default: every group present)")
     p.add_argument("--num_proc", type=int, default=1, help="tokenizer processes")
@@ -527,7 +545,8 @@ def main(argv=None):
                    seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                    strict=args.strict, skip_damaged=args.skip_damaged_files, overwrite=args.overwrite,
                    progress=not args.no_progress, dtype=args.dtype,
-                   shard=sharded.parse_shard(args.shard) if args.shard else None)
+                   shard=sharded.parse_shard(args.shard) if args.shard else None, text_field=args.text_field,
+                   group_field=args.group_field)
 
 
 if __name__ == "__main__":

@@ -319,11 +319,38 @@ def _iter_hf_disk(root: Path, wanted, stats):
 HUB_SPLITS = {"train": "train", "validation": "val", "test": "test"}
 
 
-def _iter_hf_hub(input_path, wanted, stats, seed):
-    """Documents of a dataset streamed with `datasets` (SlimPajama's schema: text, meta.redpajama_set_name).
-    Without a "validation" split, each test document goes to val or test by a seeded hash of its text
-    (half each; streaming cannot shuffle)."""
+GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a group is a folder of the shards
+
+
+def _field(row, dotted: str):
+    """row["a"]["b"] for "a.b"; None when a level is missing."""
+    value = row
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _named_group(row, field: str, stats: ReadStats):
+    """The group named by a row's `field` (--group_field); None (counted) when it is missing."""
+    value = _field(row, field)
+    if value is None or value == "":
+        stats.unknown_sets["(no " + field + ")"] += 1
+        return None
+    name = str(value)
+    if not GROUP_NAME.match(name):
+        raise UsageError(f"--group_field {field}: the value {name[:60]!r} cannot name a group (a folder of the "
+                         "shards: letters, digits, _ . -, at most 100 characters); pick another field")
+    return name
+
+
+def _iter_hf_hub(input_path, wanted, stats, seed, fields=None):
+    """Documents of a dataset streamed with `datasets`: the text in fields["text"], the group named by
+    fields["group"] (None: SlimPajama's meta.redpajama_set_name, mapped to the short names). Without a
+    "validation" split, each test document goes to val or test by a seeded hash of its text (half each;
+    streaming cannot shuffle)."""
     import datasets
+
+    fields = fields or {"text": "text", "group": None}
 
     name, config = hub_spec(input_path)
     try:
@@ -339,7 +366,8 @@ def _iter_hf_hub(input_path, wanted, stats, seed):
         if split_name not in streams:
             continue
         for row in streams[split_name]:
-            group, text = _group_of(row, stats), row.get("text")
+            group = _group_of(row, stats) if fields["group"] is None else _named_group(row, fields["group"], stats)
+            text = _field(row, fields["text"])
             if group is None or (wanted is not None and group not in wanted) or not isinstance(text, str):
                 continue
             text, raw = _clean_text(text)
@@ -352,11 +380,12 @@ def _iter_hf_hub(input_path, wanted, stats, seed):
 
 
 def iter_documents(layout, input_path, wanted, *, seed, val_fraction, test_fraction, strict, stats,
-                   skip_damaged=False, only=None):
+                   skip_damaged=False, only=None, fields=None):
     """Yield (group, split, text, utf-8 bytes of text) for every document of a wanted group (all known
-    groups when `wanted` is None), in a deterministic order. Skips are recorded in `stats`."""
+    groups when `wanted` is None), in a deterministic order. Skips are recorded in `stats`. fields: the
+    text and group columns of a streamed dataset (hf_hub only)."""
     if layout == "hf_hub":
-        yield from _iter_hf_hub(input_path, wanted, stats, seed)
+        yield from _iter_hf_hub(input_path, wanted, stats, seed, fields)
         return
     root = Path(input_path)
     files = input_files(layout, root)

@@ -86,14 +86,13 @@ def test_two_ranks_train_what_one_process_trains(one_process, tiny_shards, tmp_p
         assert b["weights"] == pytest.approx(a["weights"], rel=1e-4, abs=1e-6)
 
 
-@pytest.mark.parametrize("method", ["doremi", "doge", "odm", "ado"])
+@pytest.mark.parametrize("method", ["doremi", "doge", "ado"])
 def test_per_row_methods_on_two_ranks_decide_what_one_process_decides(one_process, tiny_shards, tmp_path, method):
     """DoReMi's weights come from the excess losses of the rows each rank trains, DoGE's from per-group
-    gradients on them, ODM's and ADO's from the per-group training losses: gathered over the ranks, the
-    2-rank run decides exactly as one process does."""
+    gradients on them, ADO's from the per-group training losses (gathered by methods/group_losses.py, which
+    ODM shares): summed over the ranks, the 2-rank run decides exactly as one process does."""
     extra = {"doremi": ["--doremi", "--doremi_reference_model_path", os.path.join(one_process["static"], "r")],
              "doge": ["--doge", "--doge_val_batch_size", "4"],
-             "odm": ["--odm", "--odm_warmup_steps", "2"],
              # fits at steps 16 (2 points: too few) and 32 (4 points), then 8 steps on the fitted policy
              "ado": ["--ado", "--max_steps", "40", "--ado_start_step", "16", "--ado_update_steps", "16",
                      "--ado_ignore_steps", "0", "--checkpoint_every", "8"]}[method]

@@ -218,6 +218,43 @@ def test_hf_hub_layout_streams_a_dataset(tmp_path, docs, tok_path, with_validati
     assert other["fingerprint"] != meta["fingerprint"]
 
 
+def test_hf_hub_layout_with_named_text_and_group_fields(tmp_path, docs, tok_path):
+    """Any dataset with a text column and a column naming the group (nested with dots) becomes shards whose
+    groups are that column's values; main.py trains on them by those names."""
+    pytest.importorskip("datasets")
+    raw, sources = tmp_path / "ds", {"arxiv": "papers", "github": "code-2"}
+    parts = {"train": slice(0, 30), "validation": slice(30, 40), "test": slice(40, 60)}
+    for split, part in parts.items():
+        _write_jsonl(raw / split / "data.jsonl", [json.dumps({"content": t, "info": {"source": sources[g]}})
+                                                  for g in sources for t in docs[g][part]])
+    meta = prepare_corpus(f"hf:{raw}", tmp_path / "out", tok_path, text_field="content", group_field="info.source",
+                          progress=False)
+    expected = {sources[g]: {"train": docs[g][0:30], "val": docs[g][30:40], "test": docs[g][40:60]}
+                for g in ("github", "arxiv")}  # other names come in sorted order
+    _check_shards(tmp_path / "out", tok_path, expected)
+    assert meta["groups"].keys() == {"code-2", "papers"}
+    with pytest.raises(UsageError, match="no documents of a known group"):  # SlimPajama's field: absent here
+        prepare_corpus(f"hf:{raw}", tmp_path / "out2", tok_path, text_field="content", progress=False)
+    import main
+
+    main.main(["--train_data_dir", str(tmp_path / "out"), "--val_data_dir", str(tmp_path / "out"), "--slice_list",
+               "papers", "code-2", "--model", "tiny", "--checkpoint", "0", "--max_steps", "2", "--batch_size", "2",
+               "--context_length", "32", "--max_eval_samples", "2", "--max_test_samples", "2",
+               "--output_dir", str(tmp_path / "runs"), "--run_name", "r", "--no_progress", "--num_threads", "1"])
+    results = json.loads((tmp_path / "runs" / "r" / "results.json").read_text())
+    assert results["status"] == "complete" and list(results["test_loss"]) == ["papers", "code-2"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--group_field", "meta.source"], "--text_field/--group_field: only for a streamed dataset"),
+])
+def test_field_flags_need_a_streamed_dataset(tmp_path, docs, tok_path, argv, message):
+    _write_jsonl(tmp_path / "raw" / "a.jsonl", [_record("arxiv", t) for t in docs["arxiv"][:5]])
+    proc = _cli("--input", tmp_path / "raw", "--output", tmp_path / "out", "--tokenizer", tok_path, *argv)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_hf_hub_dataset_not_available_is_one_line(tmp_path, tok_path):
     with pytest.raises(UsageError) as err:  # offline in the tests (HF_HUB_OFFLINE=1), and not cached
         prepare_corpus("hf:acme/no-such-dataset", tmp_path / "out", tok_path, progress=False)

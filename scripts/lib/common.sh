@@ -176,6 +176,22 @@ batch_end() {
   "$PY" "$LIB_DIR/../run_many.py" "$queue" "${flags[@]}"
 }
 
+# final_runs METHOD RUN FLAGS...: the stage after a proxy or online run: per seed, the static run
+# METHOD_final_seed<S> (custom_name METHOD_final, FINAL_CKPTS checkpoints) on the averaged weights that
+# RUN_seed<S> wrote to METHOD.json (DoReMi, DoGE, ODM, ADO).
+final_runs() {
+  local method="$1" run="$2" seed
+  shift 2
+  batch_begin "${method}_final"
+  for seed in $SEED_LIST; do
+    need "$OUT/${run}_seed$seed/$method.json" "the learned weights of $run"
+    train "$OUT" "${method}_final_seed$seed" "${COMMON[@]}" --sample_rule mixture \
+      --proportions_file "$OUT/${run}_seed$seed/$method.json" --num_ckpts "$FINAL_CKPTS" \
+      --custom_name "${method}_final" --selection_seed "$seed" "$@"
+  done
+  batch_end
+}
+
 # fit SUBCOMMAND FLAGS...: the offline fitting CLI.
 fit() {
   log "mixing_law_fitting.py $1"

@@ -88,14 +88,7 @@ doremi_pipeline() {
       --doremi_mu 0.01 "${DOREMI_PROXY[@]}" --custom_name doremi_proxy --selection_seed "$seed" "$@"
   done
   batch_end
-  batch_begin doremi_final
-  for seed in $SEED_LIST; do
-    need "$OUT/doremi_proxy_seed$seed/doremi.json" "the proxy run's learned weights"
-    train "$OUT" "doremi_final_seed$seed" "${COMMON[@]}" --sample_rule mixture \
-      --proportions_file "$OUT/doremi_proxy_seed$seed/doremi.json" --num_ckpts "$FINAL_CKPTS" --custom_name doremi_final \
-      --selection_seed "$seed" "$@"
-  done
-  batch_end
+  final_runs doremi doremi_proxy "$@"
 }
 
 # doge_pipeline FLAGS...: DoGE. Proxy run doge_proxy_seed<S> (DOGE_PROXY) learning domain weights by
@@ -110,14 +103,7 @@ doge_pipeline() {
       --selection_seed "$seed" "$@"
   done
   batch_end
-  batch_begin doge_final
-  for seed in $SEED_LIST; do
-    need "$OUT/doge_proxy_seed$seed/doge.json" "the proxy run's learned weights"
-    train "$OUT" "doge_final_seed$seed" "${COMMON[@]}" --sample_rule mixture \
-      --proportions_file "$OUT/doge_proxy_seed$seed/doge.json" --num_ckpts "$FINAL_CKPTS" --custom_name doge_final \
-      --selection_seed "$seed" "$@"
-  done
-  batch_end
+  final_runs doge doge_proxy "$@"
 }
 
 # odm_pipeline FLAGS...: ODM, online data mixing. The online run odm_seed<S> (an EXP3 bandit over the
@@ -130,14 +116,7 @@ odm_pipeline() {
     train "$OUT" "odm_seed$seed" "${COMMON[@]}" --odm --num_ckpts "$FINAL_CKPTS" --selection_seed "$seed" "$@"
   done
   batch_end
-  batch_begin odm_final
-  for seed in $SEED_LIST; do
-    need "$OUT/odm_seed$seed/odm.json" "the online run's learned weights"
-    train "$OUT" "odm_final_seed$seed" "${COMMON[@]}" --sample_rule mixture \
-      --proportions_file "$OUT/odm_seed$seed/odm.json" --num_ckpts "$FINAL_CKPTS" --custom_name odm_final \
-      --selection_seed "$seed" "$@"
-  done
-  batch_end
+  final_runs odm odm "$@"
 }
 
 # ado_pipeline FLAGS...: ADO, adaptive data optimization. The online run ado_seed<S> (per-group scaling laws
@@ -151,14 +130,7 @@ ado_pipeline() {
       --selection_seed "$seed" "$@"
   done
   batch_end
-  batch_begin ado_final
-  for seed in $SEED_LIST; do
-    need "$OUT/ado_seed$seed/ado.json" "the online run's learned weights"
-    train "$OUT" "ado_final_seed$seed" "${COMMON[@]}" --sample_rule mixture \
-      --proportions_file "$OUT/ado_seed$seed/ado.json" --num_ckpts "$FINAL_CKPTS" --custom_name ado_final \
-      --selection_seed "$seed" "$@"
-  done
-  batch_end
+  final_runs ado ado "$@"
 }
 
 # dynamic_pipeline FLAGS...: the dynamic mixing-law sweep, per seed of SEEDS (default 0 only: one seed
