@@ -53,7 +53,8 @@ def model_card(config: dict, results: dict) -> str:
 
 
 def model_folder_extras(config: dict, results: dict, tokenizer_file):
-    """A function(folder, model) for RunDir.save_model: the tokenizer, eos ids and the model card."""
+    """A function(folder, model) for RunDir.save_model, called before the model is saved: the tokenizer, the
+    eos ids on the model's configs (written by save_pretrained) and the model card."""
     def write(folder, model):
         if tokenizer_file:
             tok = hf_tokenizer(tokenizer_file)
@@ -63,8 +64,6 @@ def model_folder_extras(config: dict, results: dict, tokenizer_file):
                     cfg.eos_token_id = cfg.pad_token_id = tok.eos_token_id
                     if cfg.bos_token_id is None:
                         cfg.bos_token_id = tok.eos_token_id
-                model.config.save_pretrained(folder)
-                model.generation_config.save_pretrained(folder)
         else:
             warnings.warn("--save_model: the data's tokenizer is not available here; model/ has no tokenizer "
                           "files (copy them from the tokenizer you prepared the data with)", stacklevel=2)

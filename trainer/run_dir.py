@@ -288,12 +288,14 @@ class RunDir:
 
     def save_model(self, model, write_extras=None) -> None:
         """model/, replaced atomically: written beside it, then renamed in place of the old one.
-        write_extras(folder, model): more files for the folder (tokenizer, model card: trainer/export.py)."""
+        write_extras(folder, model): more files for the folder (tokenizer, model card: trainer/export.py), written
+        first, so that what it sets on the model's configs (eos ids) is in the files save_pretrained writes."""
         tmp, old = self.file(_MODEL_TMP), self.file(_MODEL_OLD)
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
         if write_extras is not None:
+            os.makedirs(tmp)
             write_extras(tmp, model)
+        model.save_pretrained(tmp)
         if os.path.isdir(self.model_dir):
             shutil.rmtree(old, ignore_errors=True)
             os.rename(self.model_dir, old)
