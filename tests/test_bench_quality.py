@@ -29,11 +29,12 @@ def write_grid(out, setting, seed, winner, mixture):
 
 
 def test_aioli_flags_per_setting():
-    for k, ohf, lp_steps in ((2, 0.625, 1), (3, 0.5, 1), (5, 0.4, 1)):
+    for k, ohf, lp_steps, eta in ((2, 0.625, 2, 2), (3, 0.5, 1, 1), (5, 0.4, 1, 1)):
         flags = bq.aioli_flags(k, 300)
         assert not any("{" in a for a in flags)
         assert float(bq.flag_value(flags, "--one_hot_factor")) == pytest.approx(ohf, abs=1e-3)
         assert int(bq.flag_value(flags, "--lp_steps")) == lp_steps
+        assert float(bq.flag_value(flags, "--eta")) == eta
         probes = int(bq.flag_value(flags, "--lp_rounds")) * int(bq.flag_value(flags, "--lp_steps")) * k
         assert int(bq.flag_value(flags, "--update_steps")) == max(75, probes + 1)
     # a short run: the round is lengthened so that the probes fit in it

@@ -9,8 +9,9 @@ one-hot runs -> skills graph -> Skill-it, proxy or online run -> final run) mirr
 form a job graph run by `-j` workers. A run whose directory holds results.json is reused, so running
 the same command again continues an interrupted bench. Writes <output_dir>/table.md and table.json.
 `--quick` (40 steps, one seed, one pair and the restricted setting, a smaller sweep) is the smoke
-test: a few minutes on 2 cores at -j 2; the full size is 240 steps, 3 seeds, every setting (about
-100 minutes on 2 cores before ODM and ADO, which add 4 runs per setting and seed: not yet re-measured).
+test: a few minutes on 2 cores at -j 2; the full size is 240 steps, 3 seeds, six settings plus the
+restricted one (about 100 minutes on 2 cores before ODM and ADO, which add 4 runs per setting and seed:
+not yet re-measured).
 """
 import argparse
 import concurrent.futures as cf
@@ -37,6 +38,7 @@ SETTINGS = {
     "arxiv_stackexchange": ["arxiv", "stackexchange"],
     "github_wikipedia": ["github", "wikipedia"],
     "book_stackexchange": ["book", "stackexchange"],
+    "book_wikipedia": ["book", "wikipedia"],
     "arxiv_book_stackexchange": ["arxiv", "book", "stackexchange"],
     "book_github_wikipedia": ["book", "github", "wikipedia"],
     "all": ["arxiv", "book", "github", "stackexchange", "wikipedia"],
@@ -48,10 +50,16 @@ RESTRICTED = "restricted"  # a pseudo-setting: the groups of --restricted_on, a 
 COMMON = ["--model", "tiny", "--checkpoint", "0", "--context_length", "128", "--batch_size", "8",
           "--eval_batch_size", "32", "--lr", "2e-3", "--lr_scheduler", "linear_warmup_cosine",
           "--end_lr", "2e-4", "--num_ckpts", "4", "--max_eval_samples", "32"]
+# The full size's settings: the paper's shape (three pairs, two triples, every group). Its pairs are those
+# whose best static mixture is off uniform on this corpus (the pair scan in docs/bench_quality_results.md:
+# only book/stackexchange and book/wikipedia are; arxiv/stackexchange is a control where uniform is best).
+# github_wikipedia, whose best mixture is uniform, stays selectable with --settings.
+FULL_SETTINGS = ["arxiv_stackexchange", "book_wikipedia", "book_stackexchange", "arxiv_book_stackexchange",
+                 "book_github_wikipedia", "all"]
 SIZES = {
     # grid: the k=2 sweep step (interior points; the one-hot endpoints are always in the sweep);
     # cover_n: interior points of the k>=3 Dirichlet cover (plus the k one-hots)
-    "full": {"steps": 240, "seeds": [0, 1, 2], "settings": [*SETTINGS, RESTRICTED], "grid": 0.25,
+    "full": {"steps": 240, "seeds": [0, 1, 2], "settings": [*FULL_SETTINGS, RESTRICTED], "grid": 0.25,
              "cover_n": {3: 3, 5: 3}},
     "quick": {"steps": 40, "seeds": [0], "settings": ["book_stackexchange", RESTRICTED], "grid": 0.25,
               "cover_n": {3: 2, 5: 2}},
@@ -61,7 +69,7 @@ SIZES = {
 # main.py's defaults (trend-aware fit, noise gate z = 1, perplexity objective, antithetic order, no
 # probes in the warmup), written out so that the table says what ran.
 AIOLI_FLAGS = ["--aioli", "--lp_rounds", "{lp_rounds}", "--lp_steps", "{lp_steps}", "--one_hot_factor", "{one_hot_factor}",
-               "--eta", "1", "--aioli_normalize_A", "--update_steps", "{update_steps}", "--lp_eval_samples", "16",
+               "--eta", "{eta}", "--aioli_normalize_A", "--update_steps", "{update_steps}", "--lp_eval_samples", "16",
                "--aioli_trend", "1", "--aioli_noise_z", "1", "--aioli_objective", "perplexity",
                "--aioli_probe_order", "antithetic"]
 
@@ -96,11 +104,21 @@ def aioli_flags(k, steps):
     """AIOLI_FLAGS for k groups and a run of `steps` steps: the probe share and length of the demo
     (trainer.config.demo_probe_settings: the paper's 0.625 for k = 2 and 0.5 for k = 3, 2/k above; 1-step
     probes, 4 repeats up to k = 3, 2 above); rounds of steps/4, lengthened on short runs so that the probes
-    (lp_rounds x lp_steps x k steps) fit in a round."""
+    (lp_rounds x lp_steps x k steps) fit in a round.
+
+    Pairs (k = 2) take 2-step probes and eta 2 instead: only the first round after the warmup carries a
+    signal above its noise at this scale, and 2-step probes with eta 2 let that round move the mixture
+    most of the way (3 seeds, paired against stratified: book/stackexchange -4.7 +/- 1.6 against -1.5
+    +/- 0.6 with 1-step probes at eta 1, book/wikipedia -4.2 +/- 1.0 against -1.1 +/- 0.8, the
+    uniform-optimal arxiv/stackexchange +1.2 +/- 1.0 against +1.4 +/- 1.2; docs/bench_quality_results.md).
+    Triples keep 1-step probes: 2-step probes at 4 repeats lost on arxiv/book/stackexchange."""
     ohf, lp_rounds, lp_steps = demo_probe_settings(k)
+    eta = 1
+    if k == 2:
+        lp_steps, eta = 2, 2
     update = max(steps // 4, lp_rounds * lp_steps * k + 1)
-    return [a.format(one_hot_factor=f"{ohf:.4g}", update_steps=update, lp_rounds=lp_rounds, lp_steps=lp_steps)
-            for a in AIOLI_FLAGS]
+    return [a.format(one_hot_factor=f"{ohf:.4g}", update_steps=update, lp_rounds=lp_rounds, lp_steps=lp_steps,
+                     eta=eta) for a in AIOLI_FLAGS]
 
 
 def ado_flags(steps):
@@ -508,7 +526,8 @@ def parse_args(argv):
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (--quick: 0)")
     p.add_argument("--steps", type=positive_int, default=None, help="steps per run (default 240, --quick 40)")
     p.add_argument("--settings", nargs="+", choices=[*SETTINGS, RESTRICTED], default=None, metavar="SETTING",
-                   help=f"some of: {' '.join([*SETTINGS, RESTRICTED])} (default: all; --quick: "
+                   help=f"some of: {' '.join([*SETTINGS, RESTRICTED])} (default: "
+                   f"{' '.join(SIZES['full']['settings'])}; --quick: "
                    f"{' '.join(SIZES['quick']['settings'])})")
     p.add_argument("--output_dir", default=None,
                    help="default: output/bench_quality (--quick: output/bench_quality_quick)")
