@@ -101,17 +101,13 @@ def flag_value(flags, name, default=None):
 
 
 def aioli_flags(k, steps):
-    """AIOLI_FLAGS for k groups and a run of `steps` steps: the probe share and length of the demo
-    (trainer.config.demo_probe_settings: the paper's 0.625 for k = 2 and 0.5 for k = 3, 2/k above; 1-step
-    probes, 4 repeats up to k = 3, 2 above); rounds of steps/4, lengthened on short runs so that the probes
-    (lp_rounds x lp_steps x k steps) fit in a round.
-
-    Pairs (k = 2) take 2-step probes and eta 2 instead: only the first round after the warmup carries a
-    signal above its noise at this scale, and 2-step probes with eta 2 let that round move the mixture
-    most of the way (3 seeds, paired against stratified: book/stackexchange -4.7 +/- 1.6 against -1.5
-    +/- 0.6 with 1-step probes at eta 1, book/wikipedia -4.2 +/- 1.0 against -1.1 +/- 0.8, the
-    uniform-optimal arxiv/stackexchange +1.2 +/- 1.0 against +1.4 +/- 1.2; docs/bench_quality_results.md).
-    Triples keep 1-step probes: 2-step probes at 4 repeats lost on arxiv/book/stackexchange."""
+    """AIOLI_FLAGS for k groups and a run of `steps` steps. Triples and more: the demo's probes
+    (trainer.config.demo_probe_settings: share 0.5 for k = 3, 2/k above; 1-step probes, 4 repeats up to
+    k = 3, 2 above) at eta 1. Pairs: the demo's share 0.625 and 4 repeats, but 2-step probes at eta 2,
+    which let the one round whose signal stands above its noise at this scale (the first after the
+    warmup) move the mixture most of the way; the same change made triples worse. Measurements:
+    docs/bench_quality_results.md. Rounds of steps/4, lengthened on short runs so that the probes
+    (lp_rounds x lp_steps x k steps) fit in a round."""
     ohf, lp_rounds, lp_steps = demo_probe_settings(k)
     eta = 1
     if k == 2:
