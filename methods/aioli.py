@@ -445,7 +445,8 @@ class AioliMethod(MixingMethod):
                             "D": D.tolist(), "W": W.tolist(), "A_raw": A_raw.tolist(), "A": self.abar.tolist(),
                             "objective_weights": obj.tolist(), "score": score.tolist(), "shrinkage": shrink.tolist(),
                             "step_scores": (g if self.ema is None else self.gbar).tolist(),
-                            "weights": self.weights.tolist(), "probe_order": self._order(r)})
+                            "weights": self.weights.tolist(), "probe_order": self._order(r),
+                            "probe_drops": self.D.tolist()})
         self.D = self.L_prev = self.L0 = None
 
     # -- records -----------------------------------------------------------------------------------

@@ -66,6 +66,9 @@ def test_recovers_A_exactly(k, ohf):
         err = np.abs(np.array(rec["A_raw"]) - target).max() / np.abs(target).max()
         assert err < 1e-6
         assert sorted(rec["probe_order"]) == sorted(list(range(k)) * 2)
+        # every probe's drops are recorded in probe order; under the law each is lp_steps * A_true @ q_j
+        drops, W = np.array(rec["probe_drops"]), np.array(rec["W"])
+        np.testing.assert_allclose(drops, W[rec["probe_order"]] @ target.T, atol=1e-9)
 
 
 def test_recovers_A_with_noise():
