@@ -15,11 +15,12 @@ bq = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bq)
 
 
-def write_result(path, ppl, status="complete"):
+def write_result(path, ppl, status="complete", weights=None):
     """A run directory whose results.json has the given average test perplexity (loss = log of it)."""
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, "results.json"), "w") as fh:
-        json.dump({"status": status, "average_test_perplexity": ppl, "average_test_loss": math.log(ppl)}, fh)
+        json.dump({"status": status, "average_test_perplexity": ppl, "average_test_loss": math.log(ppl),
+                   "final_weights": weights}, fh)
 
 
 def write_grid(out, setting, seed, winner, mixture):
@@ -153,7 +154,8 @@ def test_recovery(tmp_path):
     out = str(tmp_path)
     for seed, (bad, best, strat, aioli) in enumerate([(200, 100, 120, 150), (300, 100, 140, 100)]):
         write_result(os.path.join(out, "restricted", f"bad_prior_seed{seed}"), bad)
-        write_result(os.path.join(out, "restricted", f"aioli_restricted_seed{seed}"), aioli)
+        write_result(os.path.join(out, "restricted", f"aioli_restricted_seed{seed}"), aioli,
+                     weights={"g1": 0.2 + 0.2 * seed, "g2": 0.8 - 0.2 * seed})
         write_result(os.path.join(out, "ref", f"stratified_seed{seed}"), strat)
         write_result(os.path.join(out, "ref", f"sweep_seed{seed}", "mix02"), best)
         write_grid(out, "ref", seed, "mix02", {"g1": 0.5, "g2": 0.5})
@@ -163,6 +165,11 @@ def test_recovery(tmp_path):
     assert rows["stratified"]["recovery"] == {0: pytest.approx(0.8), 1: pytest.approx(0.8)}
     assert rows["probes_only"]["n"] == 0 and rows["probes_only"]["mean_recovery"] is None
     assert rows["best_grid"]["mean_ppl"] == 100.0
+    assert rows["aioli_restricted"]["final_weights"] == pytest.approx({"g1": 0.3, "g2": 0.7})
+    # the restricted setting alone: its table and no empty per-setting tables
+    empty = bq.summarize({}, {})  # no setting but the restricted one
+    text = bq.render(empty, {}, {"info": "groups of ref", "rows": rows}, ["# t"], 2)
+    assert "## Restricted setting" in text and "g1 0.30, g2 0.70" in text and "against stratified" not in text
 
 
 @pytest.mark.parametrize("argv", [["--settings", "nope"], ["-j", "0"], ["--steps", "2"], ["--prior", "1"]])

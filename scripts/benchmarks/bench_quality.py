@@ -10,8 +10,9 @@ form a job graph run by `-j` workers. A run whose directory holds results.json i
 the same command again continues an interrupted bench. Writes <output_dir>/table.md and table.json.
 `--quick` (40 steps, one seed, one pair and the restricted setting, a smaller sweep) is the smoke
 test: a few minutes on 2 cores at -j 2; the full size is 240 steps, 3 seeds, six settings plus the
-restricted one (about 100 minutes on 2 cores before ODM and ADO, which add 4 runs per setting and seed:
-not yet re-measured).
+restricted one: 375 jobs, about 330 of them training runs of about 95 s each at -j 2 here, so about 4.5
+hours on 2 cores (the restricted setting alone, 27 jobs: 35 minutes). `--settings` and `--seeds` run a
+part of it; the same output directory gathers the parts.
 """
 import argparse
 import concurrent.futures as cf
@@ -308,7 +309,8 @@ def run_tasks(tasks, jobs, execute=execute):
 # ---------------------------------------------------------------- reading results and the table maths
 
 def read_result(run_dir):
-    """{"ppl", "loss"} (average test perplexity and loss) of a complete run, else None."""
+    """{"ppl", "loss", "weights"} (average test perplexity and loss, the final mixture by group) of a
+    complete run, else None."""
     try:
         with open(os.path.join(run_dir, "results.json")) as fh:
             r = json.load(fh)
@@ -317,7 +319,7 @@ def read_result(run_dir):
     ppl, loss = r.get("average_test_perplexity"), r.get("average_test_loss")
     if r.get("status") != "complete" or ppl is None or loss is None or not math.isfinite(ppl):
         return None
-    return {"ppl": float(ppl), "loss": float(loss)}
+    return {"ppl": float(ppl), "loss": float(loss), "weights": r.get("final_weights") or {}}
 
 
 def grid_winner(out, setting, seed):
@@ -425,7 +427,9 @@ def summarize_restricted(values):
     rows = {}
     for m, by_seed in values.items():
         mean, sd = mean_sd(v["ppl"] for v in by_seed.values())
-        rows[m] = {"n": len(by_seed), "mean_ppl": mean, "sd_ppl": sd, "recovery": {}}
+        weights = [v["weights"] for v in by_seed.values() if v["weights"]]
+        final = {g: statistics.fmean(w[g] for w in weights) for g in weights[0]} if weights else {}
+        rows[m] = {"n": len(by_seed), "mean_ppl": mean, "sd_ppl": sd, "final_weights": final, "recovery": {}}
         if m in ("aioli_restricted", "probes_only", "stratified"):
             for seed, v in by_seed.items():
                 if seed in values["bad_prior"] and seed in values["best_grid"]:
@@ -445,16 +449,25 @@ def fmt(x, nd=1, sign=False):
 def render(table, mixtures, restricted, header, n_seeds):
     cells, summary = table["cells"], table["summary"]
     settings = list(next(iter(cells.values())).keys()) if cells else []
-    lines = header + ["", "## Average test perplexity against stratified", "",
-                      "stratified: mean ± sd over seeds, perplexity / loss. Other methods: Δ of the mean vs "
-                      "stratified, and in brackets the paired difference (per seed method − stratified, "
-                      "mean ± standard error). Negative is better. `[n=..]`: seeds that finished, when fewer. "
-                      "better: settings with a negative paired mean; worse: settings where it exceeds one "
-                      "standard error (needs 2+ seeds). extra runs: per setting in column order; DoReMi's "
-                      "reference model is the stratified run (not counted); the grid cell is the sweep "
-                      "winner (lowest mean val loss among the sweep and stratified runs).", "",
-                      "| method | " + " | ".join(settings) + " | better | worse (>1 se) | extra runs |",
-                      "|---" * (len(settings) + 4) + "|"]
+    lines = list(header)
+    if settings:  # (a run of the restricted setting alone has none)
+        lines += render_settings(cells, summary, mixtures, settings, n_seeds)
+    if restricted is not None:
+        lines += render_restricted(restricted, n_seeds)
+    return "\n".join(lines) + "\n"
+
+
+def render_settings(cells, summary, mixtures, settings, n_seeds):
+    lines = ["", "## Average test perplexity against stratified", "",
+             "stratified: mean ± sd over seeds, perplexity / loss. Other methods: Δ of the mean vs "
+             "stratified, and in brackets the paired difference (per seed method − stratified, "
+             "mean ± standard error). Negative is better. `[n=..]`: seeds that finished, when fewer. "
+             "better: settings with a negative paired mean; worse: settings where it exceeds one "
+             "standard error (needs 2+ seeds). extra runs: per setting in column order; DoReMi's "
+             "reference model is the stratified run (not counted); the grid cell is the sweep "
+             "winner (lowest mean val loss among the sweep and stratified runs).", "",
+             "| method | " + " | ".join(settings) + " | better | worse (>1 se) | extra runs |",
+             "|---" * (len(settings) + 4) + "|"]
     for m in METHODS:
         row = []
         for s in settings:
@@ -488,18 +501,24 @@ def render(table, mixtures, restricted, header, n_seeds):
         mean = {g: statistics.fmean(m[g] for m in by_seed) for g in by_seed[0]}
         tv = sum(abs(w - 1 / len(mean)) for w in mean.values()) / 2
         lines.append(f"| {s} | " + ", ".join(f"{g} {w:.2f}" for g, w in mean.items()) + f" | {tv:.2f} |")
-    if restricted is not None:
-        rows, info = restricted["rows"], restricted["info"]
-        lines += ["", f"## Restricted setting ({info})", "",
-                  "recovery = (bad_prior − X) / (bad_prior − best grid point), in average test perplexity, "
-                  "per seed; 1 = the whole gap closed, 0 = no better than the prior.", "",
-                  "| run | test ppl (mean ± sd) | recovery per seed | mean recovery |", "|---|---|---|---|"]
-        for m, r in rows.items():
-            per_seed = ", ".join(f"seed {seed}: {fmt(x, 2)}" for seed, x in r["recovery"].items()) or "–"
-            mean_rec = fmt(r["mean_recovery"], 2) if r["recovery"] else "–"
-            ppl = f"{fmt(r['mean_ppl'])} ± {fmt(r['sd_ppl'])}" + (f" [n={r['n']}]" if r["n"] < n_seeds else "")
-            lines.append(f"| {m} | {ppl if r['n'] else '–'} | {per_seed} | {mean_rec} |")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def render_restricted(restricted, n_seeds):
+    rows, info = restricted["rows"], restricted["info"]
+    lines = ["", f"## Restricted setting ({info})", "",
+             "recovery = (bad_prior − X) / (bad_prior − best grid point), in average test perplexity, "
+             "per seed; 1 = the whole gap closed, 0 = no better than the prior. final mixture: the mixture "
+             "each run ended on, mean over seeds.", "",
+             "| run | test ppl (mean ± sd) | recovery per seed | mean recovery | final mixture |",
+             "|---|---|---|---|---|"]
+    for m, r in rows.items():
+        per_seed = ", ".join(f"seed {seed}: {fmt(x, 2)}" for seed, x in r["recovery"].items()) or "–"
+        mean_rec = fmt(r["mean_recovery"], 2) if r["recovery"] else "–"
+        ppl = f"{fmt(r['mean_ppl'])} ± {fmt(r['sd_ppl'])}" + (f" [n={r['n']}]" if r["n"] < n_seeds else "")
+        final = ", ".join(f"{g} {w:.2f}" for g, w in r["final_weights"].items()) or "–"
+        lines.append(f"| {m} | {ppl if r['n'] else '–'} | {per_seed} | {mean_rec} | {final} |")
+    return lines
 
 
 # ---------------------------------------------------------------- command line
