@@ -364,6 +364,12 @@ def mean_sd(xs):
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 
+def mean_mixture(mixtures):
+    """The mean of several {group: weight} mixtures, by group ({} for none)."""
+    mixtures = [m for m in mixtures if m]
+    return {g: statistics.fmean(m[g] for m in mixtures) for g in mixtures[0]} if mixtures else {}
+
+
 def paired(x, base):
     """Per-seed x - base over the seeds both have: (mean, standard error = sd/sqrt(n), n)."""
     diffs = [x[s] - base[s] for s in x if s in base]
@@ -427,8 +433,7 @@ def summarize_restricted(values):
     rows = {}
     for m, by_seed in values.items():
         mean, sd = mean_sd(v["ppl"] for v in by_seed.values())
-        weights = [v["weights"] for v in by_seed.values() if v["weights"]]
-        final = {g: statistics.fmean(w[g] for w in weights) for g in weights[0]} if weights else {}
+        final = mean_mixture(v["weights"] for v in by_seed.values())
         rows[m] = {"n": len(by_seed), "mean_ppl": mean, "sd_ppl": sd, "final_weights": final, "recovery": {}}
         if m in ("aioli_restricted", "probes_only", "stratified"):
             for seed, v in by_seed.items():
@@ -494,11 +499,10 @@ def render_settings(cells, summary, mixtures, settings, n_seeds):
     lines += ["", "## Grid winner's mixture (mean over seeds)", "", "| setting | mixture | distance from uniform (TV) |",
               "|---|---|---|"]
     for s in settings:
-        by_seed = list(mixtures.get(s, {}).values())
-        if not by_seed:
+        mean = mean_mixture(mixtures.get(s, {}).values())
+        if not mean:
             lines.append(f"| {s} | – | – |")
             continue
-        mean = {g: statistics.fmean(m[g] for m in by_seed) for g in by_seed[0]}
         tv = sum(abs(w - 1 / len(mean)) for w in mean.values()) / 2
         lines.append(f"| {s} | " + ", ".join(f"{g} {w:.2f}" for g, w in mean.items()) + f" | {tv:.2f} |")
     return lines
