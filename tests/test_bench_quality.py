@@ -130,7 +130,7 @@ def test_table_maths(tmp_path):
 def test_plan_has_the_online_runs_and_their_final_runs(tmp_path):
     for steps in (240, 40):  # the full size and --quick
         plan = bq.Plan(str(tmp_path / str(steps)), steps, bq.SIZES["full"])
-        bq.plan_setting(plan, "book_stackexchange", 0)
+        bq.plan_setting(plan, "book_stackexchange", 0, bq.METHOD_CHOICES)
         tasks = {t.label.split("/", 1)[1]: t for t in plan.tasks.values()}
         for name in ("odm", "ado"):
             online, final = tasks[f"{name}_seed0"], tasks[f"{name}_final_seed0"]
@@ -172,7 +172,31 @@ def test_recovery(tmp_path):
     assert "## Restricted setting" in text and "g1 0.30, g2 0.70" in text and "against stratified" not in text
 
 
-@pytest.mark.parametrize("argv", [["--settings", "nope"], ["-j", "0"], ["--steps", "2"], ["--prior", "1"]])
+def test_methods_choose_the_runs_and_the_table_rows(tmp_path):
+    def planned(methods):
+        plan = bq.Plan(str(tmp_path / "_".join(methods)), 240, bq.SIZES["full"])
+        bq.plan_setting(plan, "book_stackexchange", 0, methods)
+        return {t.label.split("/", 1)[1] for t in plan.tasks.values()}
+    refs = {"stratified_seed0", "grid_seed0.json"} | {f"sweep_seed0/mix{i:02d}" for i in range(1, 5)}
+    paper = planned(bq.PAPER_METHODS)
+    assert refs <= paper and not {"odm_seed0", "ado_seed0", "odm_final_seed0", "ado_final_seed0"} & paper
+    assert {"dml_final_seed0", "skillit_seed0", "doremi_final_seed0", "doge_final_seed0", "aioli_seed0"} <= paper
+    assert planned(["ODM"]) == refs | {"odm_seed0", "odm_final_seed0"}  # the references always run
+    assert planned(["Aioli"]) == refs | {"aioli_seed0"}
+    assert bq.table_methods(["Aioli", "ADO"]) == ["stratified", "grid", "ADO", "ADO final", "Aioli"]
+    # the table has a row for each chosen method and none for the others
+    out = str(tmp_path / "out")
+    for seed in range(2):
+        write_result(os.path.join(out, "book_stackexchange", f"stratified_seed{seed}"), 100.0 + seed)
+        write_result(os.path.join(out, "book_stackexchange", f"aioli_seed{seed}"), 99.0 + seed)
+        write_result(os.path.join(out, "book_stackexchange", f"odm_seed{seed}"), 101.0 + seed)
+    values, mixtures = bq.collect(out, ["book_stackexchange"], [0, 1], bq.table_methods(["Aioli"]))
+    text = bq.render(bq.summarize(values, {"book_stackexchange": 4}), mixtures, None, ["# t"], 2)
+    assert "| Aioli | -1.0 (-1.0 ± 0.0) |" in text and "| ODM" not in text and "| DoGE" not in text
+
+
+@pytest.mark.parametrize("argv", [["--settings", "nope"], ["-j", "0"], ["--steps", "2"], ["--prior", "1"],
+                                  ["--methods", "uniform"]])
 def test_bad_input_is_one_line_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as err:
         bq.main(argv)

@@ -10,9 +10,10 @@ form a job graph run by `-j` workers. A run whose directory holds results.json i
 the same command again continues an interrupted bench. Writes <output_dir>/table.md and table.json.
 `--quick` (40 steps, one seed, one pair and the restricted setting, a smaller sweep) is the smoke
 test: a few minutes on 2 cores at -j 2; the full size is 240 steps, 3 seeds, six settings plus the
-restricted one: 375 jobs, about 330 of them training runs of about 95 s each at -j 2 here, so about 4.5
-hours on 2 cores (the restricted setting alone, 27 jobs: 35 minutes). `--settings` and `--seeds` run a
-part of it; the same output directory gathers the parts.
+restricted one, the paper's methods: 303 jobs, 249 of them training runs of about 95 s each at -j 2 here,
+so about 3.3 hours on 2 cores (with `--methods` adding ODM and ADO: 375 jobs, 4.5 hours; the restricted
+setting alone, 27 jobs: 35 minutes). `--settings`, `--seeds` and `--methods` run a part of it; the same
+output directory gathers the parts.
 """
 import argparse
 import concurrent.futures as cf
@@ -76,6 +77,17 @@ AIOLI_FLAGS = ["--aioli", "--lp_rounds", "{lp_rounds}", "--lp_steps", "{lp_steps
 
 
 METHODS = ["stratified", "grid", "DML", "Skill-it", "DoReMi", "DoGE", "ODM", "ODM final", "ADO", "ADO final", "Aioli"]
+# What --methods picks from (stratified and the grid sweep always run: they are every table's reference and the
+# inputs of DML and Skill-it). The default is the paper's Table 2; ODM and ADO are opt-in, since at these
+# sizes the exact sampler rounds their policies to the stratified batches (docs/bench_quality_results.md).
+METHOD_CHOICES = ["DML", "Skill-it", "DoReMi", "DoGE", "ODM", "ADO", "Aioli"]
+PAPER_METHODS = ["DML", "Skill-it", "DoReMi", "DoGE", "Aioli"]
+
+
+def table_methods(chosen):
+    """The table's rows for the --methods chosen, in METHODS order (an online mixer brings its final run)."""
+    rows = {"stratified", "grid", *chosen, *(f"{m} final" for m in chosen if m in ("ODM", "ADO"))}
+    return [m for m in METHODS if m in rows]
 # The final run of each method below <output_dir>/<setting>/ (grid: the winner named in grid_seed<S>.json).
 # ODM and ADO train the model online: their online run is a result, and so is the static run on its averaged
 # weights (their pipelines' final stage, like DoReMi's and DoGE's).
@@ -200,39 +212,73 @@ def plan_references(plan, setting, seed):
     return strat, sweep, sweep_dirs
 
 
-def plan_setting(plan, setting, seed):
-    groups, d, steps = SETTINGS[setting], os.path.join(plan.out, setting), plan.steps
+def plan_setting(plan, setting, seed, methods):
+    """The runs of `methods` (names of METHOD_CHOICES) on one setting and seed, after the references."""
+    groups, steps = SETTINGS[setting], plan.steps
     k = len(groups)
     strat, sweep, sweep_dirs = plan_references(plan, setting, seed)  # sweep[:k] are the one-hot runs
-    # DML: the static law fitted to the same sweep, then one run at its optimum
+    if "DML" in methods:
+        plan_dml(plan, setting, seed, strat, sweep, sweep_dirs)
+    if "Skill-it" in methods:
+        plan_skillit(plan, setting, seed, sweep, sweep_dirs)
+    if "DoReMi" in methods:
+        plan_doremi(plan, setting, seed, strat)
+    if "DoGE" in methods:
+        plan_doge(plan, setting, seed)
+    for name in ("ODM", "ADO"):
+        if name in methods:
+            plan_online_mixer(plan, setting, seed, name)
+    if "Aioli" in methods:
+        plan.train(setting, groups, seed, RUNS["Aioli"].format(seed=seed), aioli_flags(k, steps))
+
+
+def plan_dml(plan, setting, seed, strat, sweep, sweep_dirs):
+    """DML: the static law fitted to the sweep, then one run at its optimum."""
+    groups, d = SETTINGS[setting], os.path.join(plan.out, setting)
     fit = plan.fit(setting, "linreg", ["--run_dir", *sweep_dirs, "--seed", str(seed)],
                    os.path.join(d, f"dml_fit_seed{seed}.json"), [strat, *sweep])
     plan.train(setting, groups, seed, RUNS["DML"].format(seed=seed),
                ["--sample_rule", "mixture", "--proportions_file", fit.done], [fit])
-    # Skill-it: the sweep's k one-hot runs -> skills graph -> the online run
-    graph = plan.fit(setting, "skills_graph", ["--run_dir", sweep_dirs[0]], os.path.join(d, f"skillit_graph_seed{seed}.json"),
-                     sweep[:k])
+
+
+def plan_skillit(plan, setting, seed, sweep, sweep_dirs):
+    """Skill-it: the sweep's k one-hot runs -> skills graph -> the online run."""
+    groups, d, steps = SETTINGS[setting], os.path.join(plan.out, setting), plan.steps
+    k = len(groups)
+    graph = plan.fit(setting, "skills_graph", ["--run_dir", sweep_dirs[0]],
+                     os.path.join(d, f"skillit_graph_seed{seed}.json"), sweep[:k])
     plan.train(setting, groups, seed, RUNS["Skill-it"].format(seed=seed),
                ["--skillit", "--graph_path", graph.done, "--update_steps", str(max(1, steps // 4)),
                 "--skillit_window", "3", "--eta", "0.2"], [graph])
-    # DoReMi: proxy against the stratified run as reference, then a static run on its averaged weights
+
+
+def plan_doremi(plan, setting, seed, strat):
+    """DoReMi: a proxy run against the stratified run as reference, then a static run on its averaged weights."""
+    groups = SETTINGS[setting]
     proxy = plan.train(setting, groups, seed, f"doremi_proxy_seed{seed}",
                        ["--doremi", "--doremi_reference_model_path", strat.run_dir, "--doremi_mu", "0.01"], [strat])
     plan.train(setting, groups, seed, RUNS["DoReMi"].format(seed=seed),
                ["--sample_rule", "mixture", "--proportions_file", os.path.join(proxy.run_dir, "doremi.json")], [proxy])
-    # DoGE: proxy, then a static run on its averaged weights
+
+
+def plan_doge(plan, setting, seed):
+    """DoGE: a proxy run, then a static run on its averaged weights."""
+    groups = SETTINGS[setting]
     proxy = plan.train(setting, groups, seed, f"doge_proxy_seed{seed}",
                        ["--doge", "--doge_val_batch_size", "4", "--doge_mu", "0.01"])
     plan.train(setting, groups, seed, RUNS["DoGE"].format(seed=seed),
                ["--sample_rule", "mixture", "--proportions_file", os.path.join(proxy.run_dir, "doge.json")], [proxy])
-    # ODM and ADO: the online run (ODM's bandit starts after the run's warmup), then a static run on its averaged
-    # weights
-    for name, flags in (("ODM", ["--odm"]), ("ADO", ado_flags(steps))):
-        online = plan.train(setting, groups, seed, RUNS[name].format(seed=seed), flags)
-        learned = os.path.join(online.run_dir, f"{name.lower()}.json")
-        plan.train(setting, groups, seed, RUNS[f"{name} final"].format(seed=seed),
-                   ["--sample_rule", "mixture", "--proportions_file", learned], [online])
-    plan.train(setting, groups, seed, RUNS["Aioli"].format(seed=seed), aioli_flags(k, steps))
+
+
+def plan_online_mixer(plan, setting, seed, name):
+    """ODM or ADO: the online run (ODM's bandit starts after the run's warmup), then a static run on its
+    averaged weights."""
+    groups = SETTINGS[setting]
+    flags = ["--odm"] if name == "ODM" else ado_flags(plan.steps)
+    online = plan.train(setting, groups, seed, RUNS[name].format(seed=seed), flags)
+    learned = os.path.join(online.run_dir, f"{name.lower()}.json")
+    plan.train(setting, groups, seed, RUNS[f"{name} final"].format(seed=seed),
+               ["--sample_rule", "mixture", "--proportions_file", learned], [online])
 
 
 def plan_restricted(plan, ref, prior, seed):
@@ -338,14 +384,14 @@ def grid_winner(out, setting, seed):
     return None, best["proportions"]
 
 
-def collect(out, settings, seeds):
-    """values[setting][method][seed] = {"ppl", "loss"} for the runs that finished; mixtures[setting][seed]
-    = the grid winner's mixture."""
+def collect(out, settings, seeds, methods=METHODS):
+    """values[setting][method][seed] = {"ppl", "loss"} for the runs of `methods` (table rows) that finished;
+    mixtures[setting][seed] = the grid winner's mixture."""
     values, mixtures = {}, {}
     for s in settings:
-        values[s], mixtures[s] = {m: {} for m in METHODS}, {}
+        values[s], mixtures[s] = {m: {} for m in methods}, {}
         for seed in seeds:
-            dirs = {m: os.path.join(out, s, name.format(seed=seed)) for m, name in RUNS.items()}
+            dirs = {m: os.path.join(out, s, name.format(seed=seed)) for m, name in RUNS.items() if m in methods}
             dirs["grid"], mix = grid_winner(out, s, seed)
             if mix is not None:
                 mixtures[s][seed] = mix
@@ -387,11 +433,12 @@ def extra_runs(method, k, n_sweep):
 def summarize(values, sweep_sizes):
     """The table: per (method, setting) cell statistics of average test perplexity (and loss), per
     method the better/worse counts against stratified and the extra runs per setting."""
-    cells, summary = {m: {} for m in METHODS}, {}
+    methods = list(next(iter(values.values()))) if values else []
+    cells, summary = {m: {} for m in methods}, {}
     for s, by_method in values.items():
         base = {seed: v["ppl"] for seed, v in by_method["stratified"].items()}
         base_mean, _ = mean_sd(base.values())
-        for m in METHODS:
+        for m in methods:
             ppl = {seed: v["ppl"] for seed, v in by_method[m].items()}
             mean, sd = mean_sd(ppl.values())
             loss_mean, loss_sd = mean_sd(v["loss"] for v in by_method[m].values())
@@ -399,7 +446,7 @@ def summarize(values, sweep_sizes):
             cells[m][s] = {"n": len(ppl), "mean_ppl": mean, "sd_ppl": sd, "mean_loss": loss_mean,
                            "sd_loss": loss_sd, "delta_ppl": None if mean is None or base_mean is None else mean - base_mean,
                            "paired_mean": diff, "paired_se": se, "paired_n": n}
-    for m in METHODS:
+    for m in methods:
         cs = cells[m].values()
         summary[m] = {
             "better": sum(1 for c in cs if c["paired_mean"] is not None and c["paired_mean"] < 0),
@@ -473,7 +520,7 @@ def render_settings(cells, summary, mixtures, settings, n_seeds):
              "winner (lowest mean val loss among the sweep and stratified runs).", "",
              "| method | " + " | ".join(settings) + " | better | worse (>1 se) | extra runs |",
              "|---" * (len(settings) + 4) + "|"]
-    for m in METHODS:
+    for m in cells:
         row = []
         for s in settings:
             c = cells[m][s]
@@ -492,7 +539,7 @@ def render_settings(cells, summary, mixtures, settings, n_seeds):
         lines.append(f"| {m} | " + " | ".join(row) + f" | {better} | {worse} | {extra} |")
     lines += ["", "## Mean average test perplexity / loss", "",
               "| method | " + " | ".join(settings) + " |", "|---" * (len(settings) + 1) + "|"]
-    for m in METHODS:
+    for m in cells:
         lines.append(f"| {m} | " + " | ".join(
             f"{fmt(cells[m][s]['mean_ppl'])} / {fmt(cells[m][s]['mean_loss'], 3)}" if cells[m][s]["n"] else "–"
             for s in settings) + " |")
@@ -548,6 +595,9 @@ def parse_args(argv):
                    help=f"some of: {' '.join([*SETTINGS, RESTRICTED])} (default: "
                    f"{' '.join(SIZES['full']['settings'])}; --quick: "
                    f"{' '.join(SIZES['quick']['settings'])})")
+    p.add_argument("--methods", nargs="+", choices=METHOD_CHOICES, default=None, metavar="METHOD",
+                   help=f"some of: {' '.join(METHOD_CHOICES)} (default: the paper's {' '.join(PAPER_METHODS)}); "
+                   "stratified and the grid sweep always run")
     p.add_argument("--output_dir", default=None,
                    help="default: output/bench_quality (--quick: output/bench_quality_quick)")
     p.add_argument("--report_only", action="store_true",
@@ -563,6 +613,7 @@ def parse_args(argv):
         p.error(f"--steps {args.steps}: at least 8 (a warmup, four evaluations and Aioli rounds)")
     args.seeds = args.seeds if args.seeds is not None else size["seeds"]
     args.settings = list(dict.fromkeys(args.settings or size["settings"]))
+    args.methods = list(dict.fromkeys(args.methods or PAPER_METHODS))
     args.output_dir = args.output_dir or os.path.join("output", "bench_quality_quick" if args.quick else "bench_quality")
     k = len(SETTINGS[args.restricted_on])
     if len(args.prior) != k or min(args.prior) < 0 or sum(args.prior) <= 0:
@@ -580,7 +631,7 @@ def main(argv=None):
     settings = [s for s in args.settings if s != RESTRICTED]
     for seed in args.seeds:  # seed-major: a first complete seed comes early
         for s in settings:
-            plan_setting(plan, s, seed)
+            plan_setting(plan, s, seed, args.methods)
         if RESTRICTED in args.settings:
             plan_restricted(plan, args.restricted_on, args.prior, seed)
     tasks = list(plan.tasks.values())
@@ -590,7 +641,7 @@ def main(argv=None):
     else:
         ok = run_tasks(tasks, args.jobs)
 
-    values, mixtures = collect(out, settings, args.seeds)
+    values, mixtures = collect(out, settings, args.seeds, table_methods(args.methods))
     table = summarize(values, plan.sweep_sizes)
     restricted = None
     if RESTRICTED in args.settings:
