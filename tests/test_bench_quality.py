@@ -195,6 +195,40 @@ def test_methods_choose_the_runs_and_the_table_rows(tmp_path):
     assert "| Aioli | -1.0 (-1.0 ± 0.0) |" in text and "| ODM" not in text and "| DoGE" not in text
 
 
+def test_a_finished_run_with_other_flags_is_refused_not_reused(tmp_path, capsys):
+    out = str(tmp_path)
+    plan = bq.Plan(out, 240, bq.SIZES["full"])
+    bq.plan_setting(plan, "book_stackexchange", 0, ["Aioli"])
+    tasks = {t.label.split("/", 1)[1]: t for t in plan.tasks.values()}
+    aioli = tasks["aioli_seed0"]
+    recorded = json.loads(json.dumps(vars(bq.MAIN_PARSER.parse_args(aioli.argv[2:]))))
+    recorded.update(precision="fp32", method="aioli", sample_rule="stratified")  # resolved by main.py
+    del recorded["fsdp"]  # a flag main.py gained after the run: not a difference
+    write_result(aioli.run_dir, 99.0)
+    with open(os.path.join(aioli.run_dir, "config.json"), "w") as fh:
+        json.dump(recorded, fh)
+    assert bq.recorded_differences(aioli) == []
+    bq.refuse_stale_runs(list(plan.tasks.values()), out)  # the same flags: reused
+    recorded.update(eta=1.0, lp_steps=1)  # the run of an earlier recipe
+    with open(os.path.join(aioli.run_dir, "config.json"), "w") as fh:
+        json.dump(recorded, fh)
+    assert sorted(bq.recorded_differences(aioli)) == [("eta", 1.0, 2.0), ("lp_steps", 1, 2)]
+    argv = ["--settings", "book_stackexchange", "--seeds", "0", "--methods", "Aioli", "--output_dir", out,
+            "--report_only"]
+    with pytest.raises(SystemExit) as err:
+        bq.main(argv)
+    message = capsys.readouterr().err.strip()
+    assert err.value.code == 2 and message.count("\n") == 0
+    assert "book_stackexchange/aioli_seed0: --eta 1.0 -> 2.0; --lp_steps 1 -> 2" in message
+    assert not os.path.exists(os.path.join(out, "table.md"))  # nothing written
+    # the stratified run is DoReMi's reference: a finished one without its saved model is not enough
+    strat = tasks["stratified_seed0"]
+    write_result(strat.run_dir, 100.0)
+    with open(os.path.join(strat.run_dir, "config.json"), "w") as fh:
+        json.dump(json.loads(json.dumps(vars(bq.MAIN_PARSER.parse_args(strat.argv[2:])))), fh)
+    assert bq.recorded_differences(strat) == [("save_model", "no model/", True)]
+
+
 @pytest.mark.parametrize("argv", [["--settings", "nope"], ["-j", "0"], ["--steps", "2"], ["--prior", "1"],
                                   ["--methods", "uniform"]])
 def test_bad_input_is_one_line_exit_2(argv, capsys):

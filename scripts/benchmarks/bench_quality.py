@@ -7,7 +7,9 @@
 Each run is one `main.py` subprocess; the stages of a baseline (sweep -> best/linreg fit -> final run,
 one-hot runs -> skills graph -> Skill-it, proxy or online run -> final run) mirror scripts/lib/pipelines.sh and
 form a job graph run by `-j` workers. A run whose directory holds results.json is reused, so running
-the same command again continues an interrupted bench. Writes <output_dir>/table.md and table.json.
+the same command again continues an interrupted bench; a finished run whose config.json records other
+flags than the command asks for (an earlier recipe, another --steps) is refused, not reused. Writes
+<output_dir>/table.md and table.json.
 `--quick` (40 steps, one seed, one pair and the restricted setting, a smaller sweep) is the smoke
 test: a few minutes on 2 cores at -j 2; the full size is 240 steps, 3 seeds, six settings plus the
 restricted one, the paper's methods: 303 jobs, 249 of them training runs of about 95 s each at -j 2 here,
@@ -30,7 +32,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
-from errors import OneLineArgumentParser, exit_on_usage_error  # noqa: E402
+from errors import OneLineArgumentParser, UsageError, exit_on_usage_error  # noqa: E402
+from trainer.args import build_parser as main_parser  # noqa: E402
 from trainer.config import demo_probe_settings  # noqa: E402
 
 MAIN = os.path.join(ROOT, "main.py")
@@ -293,6 +296,45 @@ def plan_restricted(plan, ref, prior, seed):
     plan.train(RESTRICTED, groups, seed, RESTRICTED_RUNS["aioli_restricted"].format(seed=seed), restricted)
     plan.train(RESTRICTED, groups, seed, RESTRICTED_RUNS["probes_only"].format(seed=seed),
                restricted + ["--eta", "0", "--aioli_base", "prior"])
+
+
+MAIN_PARSER = main_parser()
+# config.json entries that say where or how a run was written, not what it computed
+NOT_COMPARED = {"output_dir", "run_name", "no_progress", "num_threads", "overwrite", "resume"}
+
+
+def recorded_differences(task):
+    """[(flag, recorded, asked)] for each flag of `task` that its finished run recorded with another value.
+    Not a difference: a flag the run did not record (main.py gained it after the run), one that main.py
+    resolves itself (parsed as None: precision, method, sample_rule), and NOT_COMPARED."""
+    try:
+        with open(os.path.join(task.run_dir, "config.json")) as fh:
+            recorded = json.load(fh)
+    except (OSError, ValueError):
+        return [("config.json", "missing or unreadable", "a finished run's config")]
+    asked = vars(MAIN_PARSER.parse_args(task.argv[2:]))
+    found = []
+    for flag, value in asked.items():
+        if flag in NOT_COMPARED or value is None or flag not in recorded:
+            continue
+        value = json.loads(json.dumps(value))  # as config.json stores it (tuples become lists)
+        if recorded[flag] != value:
+            found.append((flag, recorded[flag], value))
+    if "--save_model" in task.argv and not os.path.isdir(os.path.join(task.run_dir, "model")):
+        found.append(("save_model", "no model/", True))
+    return found
+
+
+def refuse_stale_runs(tasks, out):
+    """A run is reused because its results.json exists; one made with other flags (an earlier recipe, another
+    --steps) would silently stand in for the run asked for. Refuse with one line instead."""
+    stale = [(t, d) for t in tasks if t.run_dir and os.path.exists(t.done) and (d := recorded_differences(t))]
+    if stale:
+        task, diffs = stale[0]
+        shown = "; ".join(f"--{f} {old} -> {new}" for f, old, new in diffs[:3])
+        raise UsageError(f"--output_dir {out}: {len(stale)} finished run(s) were made with other flags than this "
+                         f"command's (first: {os.path.relpath(task.run_dir, out)}: {shown}); use another "
+                         "--output_dir, or delete those runs to run them again")
 
 
 def prepare_run_dir(task):
@@ -635,6 +677,7 @@ def main(argv=None):
         if RESTRICTED in args.settings:
             plan_restricted(plan, args.restricted_on, args.prior, seed)
     tasks = list(plan.tasks.values())
+    refuse_stale_runs(tasks, out)
     log(f"{len(tasks)} jobs, {args.jobs} at a time, {args.steps} steps, seeds {args.seeds}, output {out}")
     if args.report_only:  # the table of what has finished, nothing run
         ok = {t.done: os.path.exists(t.done) for t in tasks}
