@@ -38,6 +38,7 @@ from trainer.config import demo_probe_settings  # noqa: E402
 
 MAIN = os.path.join(ROOT, "main.py")
 FIT = os.path.join(ROOT, "mixing_law_fitting.py")
+MAIN_PARSER = main_parser()  # main.py's flags: what a finished run recorded is compared with them
 
 SETTINGS = {
     "arxiv_stackexchange": ["arxiv", "stackexchange"],
@@ -86,11 +87,6 @@ METHODS = ["stratified", "grid", "DML", "Skill-it", "DoReMi", "DoGE", "ODM", "OD
 METHOD_CHOICES = ["DML", "Skill-it", "DoReMi", "DoGE", "ODM", "ADO", "Aioli"]
 PAPER_METHODS = ["DML", "Skill-it", "DoReMi", "DoGE", "Aioli"]
 
-
-def table_methods(chosen):
-    """The table's rows for the --methods chosen, in METHODS order (an online mixer brings its final run)."""
-    rows = {"stratified", "grid", *chosen, *(f"{m} final" for m in chosen if m in ("ODM", "ADO"))}
-    return [m for m in METHODS if m in rows]
 # The final run of each method below <output_dir>/<setting>/ (grid: the winner named in grid_seed<S>.json).
 # ODM and ADO train the model online: their online run is a result, and so is the static run on its averaged
 # weights (their pipelines' final stage, like DoReMi's and DoGE's).
@@ -100,6 +96,12 @@ RUNS = {"stratified": "stratified_seed{seed}", "DML": "dml_final_seed{seed}", "S
         "Aioli": "aioli_seed{seed}"}
 RESTRICTED_RUNS = {"bad_prior": "bad_prior_seed{seed}", "aioli_restricted": "aioli_restricted_seed{seed}",
                    "probes_only": "probes_only_seed{seed}"}
+
+
+def table_methods(chosen):
+    """The table's rows for the --methods chosen, in METHODS order (an online mixer brings its final run)."""
+    rows = {"stratified", "grid", *chosen, *(f"{m} final" for m in chosen if m in ("ODM", "ADO"))}
+    return [m for m in METHODS if m in rows]
 
 _print_lock = threading.Lock()
 _t0 = time.time()
@@ -298,7 +300,6 @@ def plan_restricted(plan, ref, prior, seed):
                restricted + ["--eta", "0", "--aioli_base", "prior"])
 
 
-MAIN_PARSER = main_parser()
 # config.json entries that say where or how a run was written, not what it computed
 NOT_COMPARED = {"output_dir", "run_name", "no_progress", "num_threads", "overwrite", "resume"}
 
