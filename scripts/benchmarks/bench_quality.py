@@ -13,8 +13,8 @@ flags than the command asks for (an earlier recipe, another --steps) is refused,
 `--quick` (40 steps, one seed, one pair and the restricted setting, a smaller sweep) is the smoke
 test: a few minutes on 2 cores at -j 2; the full size is 240 steps, 3 seeds, six settings plus the
 restricted one, the paper's methods: 303 jobs, 249 of them training runs of about 95 s each at -j 2 here,
-so about 3.3 hours on 2 cores (with `--methods` adding ODM and ADO: 375 jobs, 4.5 hours; the restricted
-setting alone, 27 jobs: 35 minutes). `--settings`, `--seeds` and `--methods` run a part of it; the same
+so about 3.3 hours on 2 cores and 5 minutes at -j 16 on 16 cores sharing one H200 (with `--methods`
+adding ODM and ADO: 375 jobs, 4.5 hours on 2 cores; the restricted setting alone, 27 jobs: 35 minutes). `--settings`, `--seeds` and `--methods` run a part of it; the same
 output directory gathers the parts.
 """
 import argparse
