@@ -47,6 +47,8 @@ SETTINGS = {
     "book_wikipedia": ["book", "wikipedia"],
     "arxiv_book_stackexchange": ["arxiv", "book", "stackexchange"],
     "book_github_wikipedia": ["book", "github", "wikipedia"],
+    "book_stackexchange_wikipedia": ["book", "stackexchange", "wikipedia"],
+    "arxiv_book_wikipedia": ["arxiv", "book", "wikipedia"],
     "all": ["arxiv", "book", "github", "stackexchange", "wikipedia"],
 }
 RESTRICTED = "restricted"  # a pseudo-setting: the groups of --restricted_on, a bad prior first
