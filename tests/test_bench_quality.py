@@ -229,6 +229,27 @@ def test_a_finished_run_with_other_flags_is_refused_not_reused(tmp_path, capsys)
     assert bq.recorded_differences(strat) == [("save_model", "no model/", True)]
 
 
+def test_a_benchmark_folder_moved_whole_is_still_reused(tmp_path):
+    out = str(tmp_path / "now")
+    plan = bq.Plan(out, 240, bq.SIZES["full"])
+    bq.plan_setting(plan, "book_stackexchange", 0, ["DML"])
+    final = {t.label.split("/", 1)[1]: t for t in plan.tasks.values()}["dml_final_seed0"]
+    recorded = json.loads(json.dumps(vars(bq.MAIN_PARSER.parse_args(final.argv[2:]))))
+    before = str(tmp_path / "before")  # where the folder was when the run was made
+    recorded["output_dir"] = recorded["output_dir"].replace(out, before)
+    recorded["proportions_file"] = recorded["proportions_file"].replace(out, before)
+    write_result(final.run_dir, 99.0)
+    with open(os.path.join(final.run_dir, "config.json"), "w") as fh:
+        json.dump(recorded, fh)
+    assert bq.recorded_differences(final) == []
+    # a file outside the folder it was made in is another input, moved or not
+    recorded["proportions_file"] = "/elsewhere/dml_fit_seed0.json"
+    with open(os.path.join(final.run_dir, "config.json"), "w") as fh:
+        json.dump(recorded, fh)
+    assert bq.recorded_differences(final) == [("proportions_file", "/elsewhere/dml_fit_seed0.json",
+                                               os.path.join(out, "book_stackexchange", "dml_fit_seed0.json"))]
+
+
 @pytest.mark.parametrize("argv", [["--settings", "nope"], ["-j", "0"], ["--steps", "2"], ["--prior", "1"],
                                   ["--methods", "uniform"]])
 def test_bad_input_is_one_line_exit_2(argv, capsys):

@@ -14,8 +14,9 @@ flags than the command asks for (an earlier recipe, another --steps) is refused,
 test: a few minutes on 2 cores at -j 2; the full size is 240 steps, 3 seeds, six settings plus the
 restricted one, the paper's methods: 303 jobs, 249 of them training runs of about 95 s each at -j 2 here,
 so about 3.3 hours on 2 cores and 5 minutes at -j 16 on 16 cores sharing one H200 (with `--methods`
-adding ODM and ADO: 375 jobs, 4.5 hours on 2 cores; the restricted setting alone, 27 jobs: 35 minutes). `--settings`, `--seeds` and `--methods` run a part of it; the same
-output directory gathers the parts.
+adding ODM and ADO: 375 jobs, 4.5 hours on 2 cores; the restricted setting alone, 27 jobs: 35 minutes).
+`--settings`, `--seeds` and `--methods` run a part of it; the same output directory gathers the parts,
+and a folder moved or copied whole is still reused.
 """
 import argparse
 import concurrent.futures as cf
@@ -75,9 +76,11 @@ SIZES = {
 
 # Aioli's whole recipe; aioli_flags() fills in what depends on the setting. The estimator flags are
 # main.py's defaults (trend-aware fit, noise gate z = 1, perplexity objective, antithetic order, no
-# probes in the warmup), written out so that the table says what ran.
-AIOLI_FLAGS = ["--aioli", "--lp_rounds", "{lp_rounds}", "--lp_steps", "{lp_steps}", "--one_hot_factor", "{one_hot_factor}",
-               "--eta", "{eta}", "--aioli_normalize_A", "--update_steps", "{update_steps}", "--lp_eval_samples", "16",
+# probes in the warmup), written out so that the table says what ran. 8 probe-evaluation windows per group:
+# half the overhead of 16, and the table could not tell the two apart (docs/bench_quality_results.md).
+AIOLI_FLAGS = ["--aioli", "--lp_rounds", "{lp_rounds}", "--lp_steps", "{lp_steps}",
+               "--one_hot_factor", "{one_hot_factor}", "--eta", "{eta}", "--aioli_normalize_A",
+               "--update_steps", "{update_steps}", "--lp_eval_samples", "8",
                "--aioli_trend", "1", "--aioli_noise_z", "1", "--aioli_objective", "perplexity",
                "--aioli_probe_order", "antithetic"]
 
@@ -316,16 +319,35 @@ def recorded_differences(task):
     except (OSError, ValueError):
         return [("config.json", "missing or unreadable", "a finished run's config")]
     asked = vars(MAIN_PARSER.parse_args(task.argv[2:]))
+    moved = moved_from(recorded.get("output_dir"), os.path.dirname(task.run_dir))
     found = []
     for flag, value in asked.items():
         if flag in NOT_COMPARED or value is None or flag not in recorded:
             continue
         value = json.loads(json.dumps(value))  # as config.json stores it (tuples become lists)
-        if recorded[flag] != value:
+        if moved(recorded[flag]) != value:
             found.append((flag, recorded[flag], value))
     if "--save_model" in task.argv and not os.path.isdir(os.path.join(task.run_dir, "model")):
         found.append(("save_model", "no model/", True))
     return found
+
+
+def moved_from(old_dir, new_dir):
+    """A function that rewrites the paths a run recorded under the benchmark folder it was made in (a fit's
+    output that a final run reads) to the folder it is in now, so that a benchmark folder moved or copied
+    whole is still reused. The two folders are the run's recorded and current parents, less their common
+    trailing components (<setting>/...)."""
+    old_dir = old_dir if isinstance(old_dir, str) else None
+    while old_dir and os.path.basename(old_dir) and os.path.basename(old_dir) == os.path.basename(new_dir):
+        old_dir, new_dir = os.path.dirname(old_dir), os.path.dirname(new_dir)
+
+    def rewrite(value):
+        if isinstance(value, list):
+            return [rewrite(v) for v in value]
+        if old_dir and old_dir != new_dir and isinstance(value, str) and value.startswith(old_dir + os.sep):
+            return new_dir + value[len(old_dir):]
+        return value
+    return rewrite
 
 
 def refuse_stale_runs(tasks, out):
