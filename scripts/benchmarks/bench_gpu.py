@@ -3,7 +3,7 @@ DDP path when more than one GPU is present. Pythia-160M from scratch, context 20
 8 per device, bf16 autocast with fp32 master weights, FlashAttention-2 when importable (else SDPA).
 
     python scripts/benchmarks/bench_gpu.py [--steps 60] [--model EleutherAI/pythia-160m]
-        [--context_length 2048] [--batch_size 8] [--nproc N] [--peak_tflops T]
+        [--context_length 2048] [--batch_size 8] [--nproc N] [--peak_tflops T] [--compile]
     python scripts/benchmarks/bench_gpu.py --device cpu --model tiny --context_length 128 --steps 20 \
         --precision fp32          # a smoke run of the script itself on a CPU
 
@@ -51,13 +51,14 @@ model = build_model(cfg.model.model_name, 0, data_vocab_size=data.vocab_size, co
                     attn_implementation=choose_attention(cfg.model.use_flash_attention, device), dtype=dtype).to(device)
 opt = build_optimizer(model, 1e-3)
 model.train()
+step_model = torch.compile(model) if {compile} else model
 sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 times = []
 for x in batches:
     sync()
     t = time.perf_counter()
     with autocast():
-        logits = model(input_ids=x).logits
+        logits = step_model(input_ids=x).logits
     loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -76,6 +77,8 @@ def main_argv(opts, steps, batch_size):
             "--precision", opts.precision, "--device", opts.device, "--slice_list", "arxiv", "book"]
     if opts.flash:
         argv.append("--use_flash_attention")
+    if opts.compile:
+        argv.append("--compile")
     if opts.peak_tflops:
         argv += ["--peak_tflops", str(opts.peak_tflops)]
     return argv
@@ -97,8 +100,9 @@ def run_main(argv, log_every, nproc=1):
 
 
 def run_bare(argv, steps, log_every, tokens_per_step):
+    compiled = "--compile" in argv
     out = subprocess.run([sys.executable, "-c", BARE.format(root=ROOT, argv=argv + ["--max_steps", str(steps)],
-                                                            steps=steps)],
+                                                            steps=steps, compile=compiled)],
                          check=True, capture_output=True, text=True, cwd=ROOT).stdout
     return median_window_rate(out, log_every, tokens_per_step)
 
@@ -113,6 +117,8 @@ def main():
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--precision", default="bf16-autocast", choices=("fp32", "bf16-autocast", "bf16-pure"))
     parser.add_argument("--no_flash", dest="flash", action="store_false", help="SDPA instead of FlashAttention-2")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the training step on both sides (main.py --compile)")
     parser.add_argument("--nproc", type=int, default=None, help="ranks of the DDP figure (default: every GPU)")
     parser.add_argument("--peak_tflops", type=float, default=None)
     opts = parser.parse_args()
@@ -134,8 +140,8 @@ def main():
     bare_mfu = bare_rate * per_token / (peak * 1e12) if peak else None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"{opts.model} from scratch, {opts.batch_size} x {opts.context_length} tokens per device, {opts.precision}"
-          f"{', FlashAttention-2 requested' if opts.flash else ''}, on {name} (peak "
-          f"{f'{peak:.3g} TFLOP/s' if peak else 'unknown'}); {per_token / 1e9:.2f} GFLOP per token")
+          f"{', FlashAttention-2 requested' if opts.flash else ''}{', compiled' if opts.compile else ''}, "
+          f"on {name} (peak {f'{peak:.3g} TFLOP/s' if peak else 'unknown'}); {per_token / 1e9:.2f} GFLOP per token")
     fmt = lambda m: "n/a" if m is None else f"{100 * m:.1f}%"  # noqa: E731
     print(f"{'path':<34}{'tokens/s':>12}{'MFU':>8}")
     print(f"{'main.py (1 process)':<34}{main_rate:>12,.0f}{fmt(main_mfu):>8}")
