@@ -59,7 +59,9 @@ for x in batches:
     t = time.perf_counter()
     with autocast():
         logits = step_model(input_ids=x).logits
-    loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+    targets = torch.nn.functional.pad(x[:, 1:], (0, 1), value=-100)  # shifted as main.py does: no logits copy
+    loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1),
+                                             ignore_index=-100)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
