@@ -36,6 +36,7 @@ import numpy as np, torch
 from trainer.build import numerics
 from trainer.config import pick_device, resolve
 from trainer.data_setup import build_data
+from trainer.evaluation import token_losses
 from trainer.models import build_model, choose_attention
 from trainer.optim import build_optimizer
 cfg = resolve({argv!r})
@@ -51,17 +52,14 @@ model = build_model(cfg.model.model_name, 0, data_vocab_size=data.vocab_size, co
                     attn_implementation=choose_attention(cfg.model.use_flash_attention, device), dtype=dtype).to(device)
 opt = build_optimizer(model, 1e-3)
 model.train()
-step_model = torch.compile(model) if {compile} else model
+step_model = torch.compile(model) if cfg.model.compile else model
 sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 times = []
 for x in batches:
     sync()
     t = time.perf_counter()
-    with autocast():
-        logits = step_model(input_ids=x).logits
-    targets = torch.nn.functional.pad(x[:, 1:], (0, 1), value=-100)  # shifted as main.py does: no logits copy
-    loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1),
-                                             ignore_index=-100)
+    losses, mask = token_losses(step_model, {{"input_ids": x, "labels": x}}, autocast)  # main.py's loss
+    loss = (losses * mask).sum() / mask.sum()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
@@ -102,9 +100,8 @@ def run_main(argv, log_every, nproc=1):
 
 
 def run_bare(argv, steps, log_every, tokens_per_step):
-    compiled = "--compile" in argv
     out = subprocess.run([sys.executable, "-c", BARE.format(root=ROOT, argv=argv + ["--max_steps", str(steps)],
-                                                            steps=steps, compile=compiled)],
+                                                            steps=steps)],
                          check=True, capture_output=True, text=True, cwd=ROOT).stdout
     return median_window_rate(out, log_every, tokens_per_step)
 

@@ -337,14 +337,13 @@ def moved_from(old_dir, new_dir):
     output that a final run reads) to the folder it is in now, so that a benchmark folder moved or copied
     whole is still reused. The two folders are the run's recorded and current parents, less their common
     trailing components (<setting>/...)."""
-    old_dir = old_dir if isinstance(old_dir, str) else None
     while old_dir and os.path.basename(old_dir) and os.path.basename(old_dir) == os.path.basename(new_dir):
         old_dir, new_dir = os.path.dirname(old_dir), os.path.dirname(new_dir)
 
     def rewrite(value):
         if isinstance(value, list):
             return [rewrite(v) for v in value]
-        if old_dir and old_dir != new_dir and isinstance(value, str) and value.startswith(old_dir + os.sep):
+        if old_dir and isinstance(value, str) and value.startswith(old_dir + os.sep):
             return new_dir + value[len(old_dir):]
         return value
     return rewrite
