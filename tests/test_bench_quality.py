@@ -30,8 +30,11 @@ def write_grid(out, setting, seed, winner, mixture):
 
 
 def test_aioli_flags_per_setting():
-    for k, ohf, lp_steps, eta in ((2, 0.625, 2, 2), (3, 0.5, 1, 1), (5, 0.4, 1, 1)):
+    for k, ohf, lp_steps, eta, windows in ((2, 0.625, 2, 2, 8), (3, 0.5, 1, 1, 4), (5, 0.4, 1, 1, 3)):
         flags = bq.aioli_flags(k, 300)
+        assert int(bq.flag_value(flags, "--lp_eval_samples")) == windows
+        evaluations = int(bq.flag_value(flags, "--lp_rounds")) * k + 1
+        assert abs(evaluations * k * windows - bq.PROBE_EVAL_ROWS) <= evaluations * k / 2  # the nearest budget
         assert not any("{" in a for a in flags)
         assert float(bq.flag_value(flags, "--one_hot_factor")) == pytest.approx(ohf, abs=1e-3)
         assert int(bq.flag_value(flags, "--lp_steps")) == lp_steps
@@ -250,8 +253,30 @@ def test_a_benchmark_folder_moved_whole_is_still_reused(tmp_path):
                                                os.path.join(out, "book_stackexchange", "dml_fit_seed0.json"))]
 
 
+def test_other_data_reaches_every_run_and_a_demo_run_is_not_reused_for_it(tmp_path):
+    data = tmp_path / "heldout"
+    data.mkdir()
+    args = bq.parse_args(["--data", str(data), "--tokenizer", "gpt2", "--settings", "book_stackexchange"])
+    assert args.data_flags == ["--train_data_dir", str(data), "--val_data_dir", str(data), "--tokenizer", "gpt2"]
+    out = str(tmp_path / "bench")
+    plan = bq.Plan(out, 240, bq.SIZES["full"], args.data_flags)
+    bq.plan_setting(plan, "book_stackexchange", 0, ["Aioli", "DML"])
+    runs = [t for t in plan.tasks.values() if t.run_dir]  # the training runs (fits read their results)
+    assert runs and all(t.argv[t.argv.index("--train_data_dir") + 1] == str(data) for t in runs)
+    strat = next(t for t in runs if t.label.endswith("/stratified_seed0"))
+    demo_plan = bq.Plan(out, 240, bq.SIZES["full"])  # the same folder, made on the demo corpus
+    bq.plan_setting(demo_plan, "book_stackexchange", 0, [])
+    demo = next(t for t in demo_plan.tasks.values() if t.label.endswith("/stratified_seed0"))
+    recorded = json.loads(json.dumps(vars(bq.MAIN_PARSER.parse_args(demo.argv[2:]))))
+    write_result(strat.run_dir, 99.0)
+    with open(os.path.join(strat.run_dir, "config.json"), "w") as fh:
+        json.dump(recorded, fh)
+    changed = {name for name, _, _ in bq.recorded_differences(strat)}
+    assert {"train_data_dir", "val_data_dir", "tokenizer"} <= changed
+
+
 @pytest.mark.parametrize("argv", [["--settings", "nope"], ["-j", "0"], ["--steps", "2"], ["--prior", "1"],
-                                  ["--methods", "uniform"]])
+                                  ["--methods", "uniform"], ["--tokenizer", "gpt2"], ["--data", "/no/such/dir"]])
 def test_bad_input_is_one_line_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as err:
         bq.main(argv)

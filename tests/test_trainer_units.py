@@ -213,3 +213,37 @@ def test_mfu_in_metrics_from_the_models_flops_and_the_given_peak(tiny_shards, tm
                "0", "--context_length", "64", "--batch_size", "4", "--max_steps", "2", "--max_eval_samples", "2",
                "--max_test_samples", "2", "--output_dir", str(out), "--run_name", "cpu", "--no_progress"])
     assert all("mfu" not in json.loads(x) for x in open(out / "cpu" / "metrics.jsonl")), "no peak known on a CPU"
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+def test_evaluation_packs_the_groups_into_shared_batches_without_changing_their_losses(batch_size):
+    """Rows of all groups share batches (a batch may hold two groups, padded rows of other widths): each
+    group's loss is still the token mean of its own rows, as one row at a time computes it."""
+    from contextlib import nullcontext
+
+    from data.bundle import IGNORE
+    from trainer.evaluation import Evaluator, token_losses
+
+    model = tiny_model().eval()
+    rng = np.random.default_rng(0)
+
+    def padded(n, width, lengths):
+        ids = rng.integers(1, 300, (n, width))
+        mask = (np.arange(width)[None, :] < np.asarray(lengths)[:, None]).astype(np.int64)
+        labels = np.where(mask == 1, ids, IGNORE)
+        labels[:, :2] = IGNORE  # a prompt that is not scored
+        return {"input_ids": ids * mask, "labels": labels, "attention_mask": mask}
+
+    sources = {"a": padded(5, 20, [20, 7, 12, 20, 9]), "b": padded(2, 31, [31, 15]), "c": padded(4, 10, [10] * 4)}
+    evaluator = Evaluator(list(sources), lambda split, g, n: sources[g], batch_size, "cpu", nullcontext)
+    got = evaluator.losses(model, "val")
+    for i, source in enumerate(sources.values()):
+        total = tokens = 0.0
+        for r in range(len(source["input_ids"])):
+            n = int(source["attention_mask"][r].sum())
+            row = {key: torch.from_numpy(value[r:r + 1, :n]) for key, value in source.items()}
+            with torch.inference_mode():
+                losses, mask = token_losses(model, row, nullcontext)
+            total, tokens = total + float((losses * mask).sum()), tokens + float(mask.sum())
+        assert got[i] == pytest.approx(total / tokens, rel=1e-5)
+    assert model.training is False

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data.bundle import gather_rows
 from trainer import sharding
 from trainer.distributed import Dist
 
@@ -89,6 +90,7 @@ class Evaluator:
         loss sums and token counts are added up, so every rank gets the same array."""
         if max_windows is None:
             max_windows = self.test_max_windows if split == "test" else self.default_max_windows
+        sources = [self.windows(split, g, max_windows) for g in self.groups]
         # A sharded model (--fsdp) gathers its weights from every rank at every forward, so every rank must
         # run as many forwards as the rank with the largest block (the others add uncounted ones); its
         # gather buffers are reused by training, which tensors made in inference mode would forbid.
@@ -96,26 +98,32 @@ class Evaluator:
         was_training = model.training
         model.eval()
         with torch.no_grad() if lockstep else torch.inference_mode():
-            sums = np.stack([self._group_sums(model, self.windows(split, g, max_windows), lockstep)
-                             for g in self.groups])
+            sums = self._group_sums(model, sources, lockstep)
         sums = self.dist.sum(sums)
         if was_training:
             model.train()
         return sums[:, 0] / np.maximum(sums[:, 1], 1.0)
 
-    def _group_sums(self, model, windows, lockstep: bool) -> np.ndarray:
-        """(loss sum, scored tokens) of this rank's block of one group's windows."""
-        n = num_rows(windows)
-        mine = self.dist.block(n)
-        most = math.ceil(n / self.dist.world) if lockstep else mine.stop - mine.start
-        sums = np.zeros(2)
+    def _group_sums(self, model, sources: list, lockstep: bool) -> np.ndarray:
+        """(loss sum, scored tokens) per group over this rank's block of all groups' rows.
+
+        The groups' rows are evaluated as one sequence cut into batches of eval_batch_size, not group by
+        group: a few windows per group (Aioli's probe evaluations) would otherwise make k small forwards,
+        whose fixed cost per call dominates on a CPU."""
+        picks = [(g, r) for g, source in enumerate(sources) for r in range(num_rows(source))]
+        mine = self.dist.block(len(picks))
+        most = math.ceil(len(picks) / self.dist.world) if lockstep else mine.stop - mine.start
+        sums = np.zeros((len(sources), 2))
         for start in range(mine.start, mine.start + most, self.batch_size):
             if start >= mine.stop:  # lockstep: a forward whose loss is not counted
-                token_losses(model, eval_batch(windows, 0, 1, self.device), self.autocast)
+                token_losses(model, eval_batch(sources[0], 0, 1, self.device), self.autocast)
                 continue
-            batch = eval_batch(windows, start, min(start + self.batch_size, mine.stop), self.device)
+            rows = picks[start:min(start + self.batch_size, mine.stop)]
+            batch = to_device(gather_rows(sources, rows), self.device)
             losses, mask = token_losses(model, batch, self.autocast)
-            sums += (float((losses * mask).sum()), float(mask.sum()))
+            groups = np.array([g for g, _ in rows])
+            np.add.at(sums, groups, np.stack([(losses * mask).sum(dim=1).double().cpu().numpy(),
+                                               mask.sum(dim=1).double().cpu().numpy()], axis=1))
         return sums
 
 

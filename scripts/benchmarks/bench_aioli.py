@@ -45,6 +45,8 @@ def main():
     parser.add_argument("--steps", type=int, default=bq.SIZES["full"]["steps"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--lp_eval_samples", type=int, nargs="+", default=None, metavar="N",
+                        help="also time the recipe with --lp_eval_samples N (one Aioli case per N, side by side)")
     opts = parser.parse_args()
     common = [*bq.COMMON, "--max_steps", str(opts.steps), "--warmup_steps", str(max(1, opts.steps // 10))]
     cases = {}
@@ -53,6 +55,8 @@ def main():
         base = [*common, "--slice_list", *groups]
         cases[(setting, "stratified")] = base
         cases[(setting, "aioli")] = base + bq.aioli_flags(len(groups), opts.steps)
+        for n in opts.lp_eval_samples or ():
+            cases[(setting, f"aioli@{n}")] = cases[(setting, "aioli")] + ["--lp_eval_samples", str(n)]
     best = {case: float("inf") for case in cases}
     for r in range(opts.repeat):
         for case, argv in cases.items():
@@ -63,10 +67,11 @@ def main():
           f"fastest of {opts.repeat}")
     for setting in opts.settings:
         print(f"Aioli on {setting}: {' '.join(bq.aioli_flags(len(bq.SETTINGS[setting]), opts.steps))}")
-    print(f"{'setting':<26}{'stratified s':>14}{'aioli s':>10}{'aioli / stratified':>20}")
-    for setting in opts.settings:
-        s, a = best[(setting, "stratified")], best[(setting, "aioli")]
-        print(f"{setting:<26}{s:>14.1f}{a:>10.1f}{a / s:>20.3f}")
+    print(f"{'setting':<26}{'case':<12}{'stratified s':>14}{'aioli s':>10}{'aioli / stratified':>20}")
+    for (setting, case), a in best.items():
+        if case != "stratified":
+            s = best[(setting, "stratified")]
+            print(f"{setting:<26}{case:<12}{s:>14.1f}{a:>10.1f}{a / s:>20.3f}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 
     python scripts/benchmarks/bench_quality.py [--quick] [-j 2] [--seeds 0 1 2] [--steps N]
         [--settings NAME ...] [--output_dir DIR] [--restricted_on SETTING] [--prior P ...]
+        [--data DIR [--tokenizer TOK]]
+
+`--data` runs the same table on other text (a held-out check of recipes chosen on the demo): anything
+main.py's --train_data_dir takes, holding the groups of the chosen settings.
 
 Each run is one `main.py` subprocess; the stages of a baseline (sweep -> best/linreg fit -> final run,
 one-hot runs -> skills graph -> Skill-it, proxy or online run -> final run) mirror scripts/lib/pipelines.sh and
@@ -76,11 +80,10 @@ SIZES = {
 
 # Aioli's whole recipe; aioli_flags() fills in what depends on the setting. The estimator flags are
 # main.py's defaults (trend-aware fit, noise gate z = 1, perplexity objective, antithetic order, no
-# probes in the warmup), written out so that the table says what ran. 8 probe-evaluation windows per group:
-# half the overhead of 16, and the table could not tell the two apart (docs/bench_quality_results.md).
+# probes in the warmup), written out so that the table says what ran. --lp_eval_samples: see probe_eval_windows.
 AIOLI_FLAGS = ["--aioli", "--lp_rounds", "{lp_rounds}", "--lp_steps", "{lp_steps}",
                "--one_hot_factor", "{one_hot_factor}", "--eta", "{eta}", "--aioli_normalize_A",
-               "--update_steps", "{update_steps}", "--lp_eval_samples", "8",
+               "--update_steps", "{update_steps}", "--lp_eval_samples", "{lp_eval_samples}",
                "--aioli_trend", "1", "--aioli_noise_z", "1", "--aioli_objective", "perplexity",
                "--aioli_probe_order", "antithetic"]
 
@@ -123,6 +126,19 @@ def flag_value(flags, name, default=None):
     return flags[idx[-1] + 1] if idx else default
 
 
+# Rows that one round's probe evaluations read in all, whatever k: (lp_rounds x k + 1) evaluations of
+# k groups x n windows. 144 = the pairs' 9 evaluations of 2 x 8 windows, whose cost was 1.01x stratified's
+# wall time; at 8 windows per group a triple (13 evaluations) read 312 rows a round and all five groups
+# (11 evaluations) 440, the whole of Aioli's 1.15x and 1.28x (docs/bench_quality_results.md).
+PROBE_EVAL_ROWS = 144
+
+
+def probe_eval_windows(k, lp_rounds):
+    """--lp_eval_samples that keeps a round's probe evaluations near PROBE_EVAL_ROWS rows: 8, 4, 3 windows per
+    group for k = 2, 3, 5 (at least 2, so that a group's loss is not one window's)."""
+    return max(2, round(PROBE_EVAL_ROWS / ((lp_rounds * k + 1) * k)))
+
+
 def aioli_flags(k, steps):
     """AIOLI_FLAGS for k groups and a run of `steps` steps. Triples and more: the demo's probes
     (trainer.config.demo_probe_settings: share 0.5 for k = 3, 2/k above; 1-step probes, 4 repeats up to
@@ -137,7 +153,7 @@ def aioli_flags(k, steps):
         lp_steps, eta = 2, 2
     update = max(steps // 4, lp_rounds * lp_steps * k + 1)
     return [a.format(one_hot_factor=f"{ohf:.4g}", update_steps=update, lp_rounds=lp_rounds, lp_steps=lp_steps,
-                     eta=eta) for a in AIOLI_FLAGS]
+                     eta=eta, lp_eval_samples=probe_eval_windows(k, lp_rounds)) for a in AIOLI_FLAGS]
 
 
 def ado_flags(steps):
@@ -168,8 +184,9 @@ class Plan:
     """Tasks keyed by their `done` file, in insertion order (deps are always added first), so a run that
     two settings need (the restricted setting's references) is planned once."""
 
-    def __init__(self, out, steps, size):
+    def __init__(self, out, steps, size, data_flags=()):
         self.out, self.steps, self.size = out, steps, size
+        self.data_flags = list(data_flags)  # --train_data_dir/--val_data_dir/--tokenizer of every run (none: the demo)
         self.tasks = {}
         self.sweep_sizes = {}  # setting -> number of sweep runs (the extra-runs column)
 
@@ -179,7 +196,7 @@ class Plan:
 
     def train(self, setting, groups, seed, rel, flags, deps=()):
         run_dir = os.path.join(self.out, setting, rel)
-        argv = [sys.executable, MAIN, *COMMON, "--max_steps", str(self.steps),
+        argv = [sys.executable, MAIN, *COMMON, *self.data_flags, "--max_steps", str(self.steps),
                 "--warmup_steps", str(max(1, self.steps // 10)), "--slice_list", *groups,
                 "--selection_seed", str(seed), *flags, "--output_dir", os.path.dirname(run_dir),
                 "--run_name", os.path.basename(run_dir), "--no_progress", "--num_threads", "1"]
@@ -666,6 +683,12 @@ def parse_args(argv):
                    "stratified and the grid sweep always run")
     p.add_argument("--output_dir", default=None,
                    help="default: output/bench_quality (--quick: output/bench_quality_quick)")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="train and evaluate on this data instead of the demo corpus: anything main.py's "
+                   "--train_data_dir takes (prepared shards, or raw SlimPajama-style .jsonl/.jsonl.zst files named "
+                   "by group), with the groups of the chosen --settings")
+    p.add_argument("--tokenizer", default=None,
+                   help="with --data holding raw text: the tokenizer that prepares it (default: the demo's)")
     p.add_argument("--report_only", action="store_true",
                    help="write the table of the runs that have finished in --output_dir; run nothing")
     p.add_argument("--restricted_on", choices=list(SETTINGS), default="book_stackexchange",
@@ -685,6 +708,14 @@ def parse_args(argv):
     if len(args.prior) != k or min(args.prior) < 0 or sum(args.prior) <= 0:
         p.error(f"--prior: {k} non-negative weights (not all zero) for {' '.join(SETTINGS[args.restricted_on])}, "
                 f"got {args.prior}")
+    if args.tokenizer and not args.data:
+        p.error("--tokenizer: only used with --data (the demo corpus has its own tokenizer)")
+    args.data_flags = [] if not args.data else \
+        ["--train_data_dir", os.path.abspath(args.data), "--val_data_dir", os.path.abspath(args.data)] + \
+        (["--tokenizer", os.path.abspath(args.tokenizer) if os.path.exists(args.tokenizer) else args.tokenizer]
+         if args.tokenizer else [])
+    if args.data and not os.path.exists(args.data):
+        p.error(f"--data {args.data}: no such file or folder; give a folder main.py's --train_data_dir accepts")
     args.size = size
     return args
 
@@ -693,7 +724,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = os.path.abspath(args.output_dir)
-    plan = Plan(out, args.steps, args.size)
+    plan = Plan(out, args.steps, args.size, args.data_flags)
     settings = [s for s in args.settings if s != RESTRICTED]
     for seed in args.seeds:  # seed-major: a first complete seed comes early
         for s in settings:
@@ -716,7 +747,8 @@ def main(argv=None):
         info = (f"groups of {args.restricted_on}, prior {' '.join(f'{w:g}' for w in args.prior)} for the first "
                 f"{args.steps // 3} steps; references: {args.restricted_on}'s stratified and best grid runs")
         restricted = {"info": info, "rows": rows}
-    header = ["# Table 2 at CPU scale: data-mixing methods on the demo corpus", "",
+    corpus = f"`{args.data}`" if args.data else "the demo corpus"
+    header = [f"# Table 2 at CPU scale: data-mixing methods on {corpus}", "",
               f"Command: `python {shlex.join([os.path.relpath(__file__, ROOT), *(sys.argv[1:] if argv is None else argv)])}`",
               "",
               f"Sizes: {args.steps} steps, seeds {' '.join(map(str, args.seeds))}, model tiny (from scratch), "
@@ -727,7 +759,8 @@ def main(argv=None):
               f"{args.size['cover_n']} points; metric: average test perplexity (mean over groups of "
               "exp(test loss), whole test split).",
               "", "Aioli: `" + " ".join(aioli_flags(2, args.steps)) + "` (k=2; for k groups see aioli_flags: "
-              "one_hot_factor 0.625, 0.5, 2/k for k = 2, 3, more; --lp_rounds 4 up to k = 3, 2 above)"]
+              "one_hot_factor 0.625, 0.5, 2/k for k = 2, 3, more; --lp_rounds 4 up to k = 3, 2 above; "
+              "--lp_eval_samples 8, 4, 3 for k = 2, 3, 5)"]
     text = render(table, mixtures, restricted, header, len(args.seeds))
     failed = [t.label for t in tasks if not ok.get(t.done)]
     if failed:
@@ -738,6 +771,7 @@ def main(argv=None):
     with open(os.path.join(out, "table.json"), "w") as fh:
         json.dump({"command": sys.argv if argv is None else ["bench_quality.py", *argv], "steps": args.steps,
                    "seeds": args.seeds, "settings": {s: SETTINGS[s] for s in settings}, "model": "tiny",
+                   "data": os.path.abspath(args.data) if args.data else "demo",
                    "sweep_sizes": plan.sweep_sizes, **table, "grid_mixtures": mixtures,
                    "restricted": restricted, "failed": failed}, fh, indent=1)
     print(text)
