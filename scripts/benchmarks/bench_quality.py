@@ -129,7 +129,7 @@ def flag_value(flags, name, default=None):
 # Rows that one round's probe evaluations read in all, whatever k: (lp_rounds x k + 1) evaluations of
 # k groups x n windows. 144 = the pairs' 9 evaluations of 2 x 8 windows, whose cost was 1.01x stratified's
 # wall time; at 8 windows per group a triple (13 evaluations) read 312 rows a round and all five groups
-# (11 evaluations) 440, the whole of Aioli's 1.15x and 1.28x (docs/bench_quality_results.md).
+# (11 evaluations) 440: most of Aioli's 1.15x and 1.28x there (docs/bench_quality_results.md).
 PROBE_EVAL_ROWS = 144
 
 
@@ -685,8 +685,8 @@ def parse_args(argv):
                    help="default: output/bench_quality (--quick: output/bench_quality_quick)")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="train and evaluate on this data instead of the demo corpus: anything main.py's "
-                   "--train_data_dir takes (prepared shards, or raw SlimPajama-style .jsonl/.jsonl.zst files named "
-                   "by group), with the groups of the chosen --settings")
+                   "--train_data_dir takes (prepared shards, or raw SlimPajama-style .jsonl/.jsonl.zst files), holding "
+                   "the groups of the chosen --settings")
     p.add_argument("--tokenizer", default=None,
                    help="with --data holding raw text: the tokenizer that prepares it (default: the demo's)")
     p.add_argument("--report_only", action="store_true",
