@@ -42,17 +42,23 @@ class DataBundle:
 def gather_rows(sources: list, picks: list) -> dict:
     """One batch of rows picked from several evaluation sources (one per group): picks = [(source
     index, row)]. Padded sources (with `attention_mask`) are cut to their real length and right-padded to
-    the longest pick: padding gets id 0, mask 0 and label -100."""
+    the longest pick: padding gets id 0, mask 0 and label -100. Where every source's `labels` is its
+    `input_ids` (token windows), the batch's are one array too, so it is built and copied to a device once."""
     masked = "attention_mask" in sources[0]
     lengths = [int(sources[g]["attention_mask"][r].sum()) if masked else sources[g]["input_ids"].shape[1]
                for g, r in picks]
     width = max(lengths)
-    out = {"input_ids": np.zeros((len(picks), width), np.int64), "labels": np.full((len(picks), width), IGNORE)}
+    shared = not masked and all(source["labels"] is source["input_ids"] for source in sources)
+    out = {"input_ids": np.zeros((len(picks), width), np.int64)}
+    if not shared:
+        out["labels"] = np.full((len(picks), width), IGNORE)
     if masked:
         out["attention_mask"] = np.zeros((len(picks), width), np.int64)
     for i, ((g, r), n) in enumerate(zip(picks, lengths)):
         for key in out:
             out[key][i, :n] = sources[g][key][r, :n]
+    if shared:
+        out["labels"] = out["input_ids"]
     return out
 
 

@@ -121,9 +121,8 @@ class Evaluator:
             rows = picks[start:min(start + self.batch_size, mine.stop)]
             batch = to_device(gather_rows(sources, rows), self.device)
             losses, mask = token_losses(model, batch, self.autocast)
-            groups = np.array([g for g, _ in rows])
-            np.add.at(sums, groups, np.stack([(losses * mask).sum(dim=1).double().cpu().numpy(),
-                                               mask.sum(dim=1).double().cpu().numpy()], axis=1))
+            per_row = torch.stack([(losses * mask).sum(dim=1), mask.sum(dim=1)], dim=1)  # one copy to the host
+            np.add.at(sums, [g for g, _ in rows], per_row.double().cpu().numpy())
         return sums
 
 
