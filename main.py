@@ -59,6 +59,7 @@ def main(argv=None):
         trainer.metrics.close()
         if trainer.dist.main and results["status"] != "evaluated":
             write_run_plots(run_dir.path)
+        trainer.dist.wait_for_all()  # only on success: after an error the other ranks may never arrive
     finally:
         run_dir.release()  # the run directory's lock (also released by the OS if the process dies)
         shutdown()  # the torchrun process group, if any

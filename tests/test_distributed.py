@@ -72,7 +72,7 @@ def test_two_ranks_train_what_one_process_trains(one_process, tiny_shards, tmp_p
     name, extra = "aioli", AIOLI
     out = str(tmp_path)
     proc = run_torchrun(paper_flags(tiny_shards, out, *STEPS, *extra))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-8000:]  # torchrun's summary takes the last ~3000
     assert proc.stdout.count("average") == 1, "only rank 0 prints the results"
     assert_same_run(results(one_process[name]), results(out))
     config = json.load(open(os.path.join(out, "r", "config.json")))
@@ -98,7 +98,7 @@ def test_per_row_methods_on_two_ranks_decide_what_one_process_decides(one_proces
                      "--ado_ignore_steps", "0", "--checkpoint_every", "8"]}[method]
     run_here(paper_flags(tiny_shards, str(tmp_path / "one"), *STEPS, *extra))
     two = run_torchrun(paper_flags(tiny_shards, str(tmp_path / "two"), *STEPS, *extra))
-    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.returncode == 0, two.stderr[-8000:]
     assert_same_run(results(str(tmp_path / "one")), results(str(tmp_path / "two")))
     a, b = (json.load(open(tmp_path / name / "r" / f"{method}.json")) for name in ("one", "two"))
     assert b["average_weights"] == pytest.approx(a["average_weights"], rel=1e-4)
@@ -144,7 +144,7 @@ def test_a_one_process_run_continues_on_two_sharded_ranks(one_process, tiny_shar
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _kill_after_checkpoint(first, out)
     resumed = run_torchrun(argv + ["--resume", "--fsdp"])
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, resumed.stderr[-8000:]
     assert_same_run(results(one_process["aioli"]), results(out))
     (change,) = json.load(open(os.path.join(out, "r", "config.json")))["resumes"]
     assert change["changed"]["fsdp"] == {"from": False, "to": True}
@@ -159,7 +159,7 @@ def test_sharded_ranks_train_what_one_process_trains_and_their_checkpoint_resume
     out = str(tmp_path)
     argv = paper_flags(tiny_shards, out, *STEPS, *AIOLI)
     proc = run_torchrun(argv + ["--fsdp", "--save_model"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-8000:]
     assert_same_run(results(one_process["aioli"]), results(out))
     run = os.path.join(out, "r")
     ckpt = os.path.join(run, "checkpoints", "step_00000004")

@@ -74,6 +74,13 @@ class Dist:
             raise RuntimeError(f"rank {self.rank}: its {what} differs from rank 0's; the ranks no longer train "
                                "the same run (please report this)")
 
+    def wait_for_all(self) -> None:
+        """Return once every rank has reached this point. main.py calls it before tearing the process group
+        down, so that the ranks leave together: once, on a loaded 2-core CI machine, a finished gloo run lost
+        rank 1 to a SIGABRT at exit while rank 0 was still writing the run's outputs."""
+        if self.active:
+            torch.distributed.barrier()
+
     def join(self) -> None:
         """Join torchrun's process group (NCCL on GPUs, gloo on CPUs); nothing for world 1."""
         if self.active and not torch.distributed.is_initialized():
