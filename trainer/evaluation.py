@@ -46,15 +46,6 @@ def to_device(arrays: dict, device, rows=slice(None), width=None) -> dict:
     return out
 
 
-def eval_batch(source, start: int, end: int, device) -> dict:
-    """Rows [start, end) of an evaluation source (data.bundle's mapping) as tensors; padded examples
-    (with `attention_mask`) are cut to the longest of these rows, so that no batch pays for another's
-    padding."""
-    rows = slice(start, end)
-    width = int(source["attention_mask"][rows].sum(axis=1).max()) if "attention_mask" in source else None
-    return to_device({key: value for key, value in source.items() if key != "group_ids"}, device, rows, width)
-
-
 def num_rows(source) -> int:
     return len(source["input_ids"])
 
@@ -116,7 +107,7 @@ class Evaluator:
         sums = np.zeros((len(sources), 2))
         for start in range(mine.start, mine.start + most, self.batch_size):
             if start >= mine.stop:  # lockstep: a forward whose loss is not counted
-                token_losses(model, eval_batch(sources[0], 0, 1, self.device), self.autocast)
+                token_losses(model, to_device(gather_rows(sources, picks[:1]), self.device), self.autocast)
                 continue
             rows = picks[start:min(start + self.batch_size, mine.stop)]
             batch = to_device(gather_rows(sources, rows), self.device)

@@ -710,12 +710,15 @@ def parse_args(argv):
                 f"got {args.prior}")
     if args.tokenizer and not args.data:
         p.error("--tokenizer: only used with --data (the demo corpus has its own tokenizer)")
-    args.data_flags = [] if not args.data else \
-        ["--train_data_dir", os.path.abspath(args.data), "--val_data_dir", os.path.abspath(args.data)] + \
-        (["--tokenizer", os.path.abspath(args.tokenizer) if os.path.exists(args.tokenizer) else args.tokenizer]
-         if args.tokenizer else [])
     if args.data and not os.path.exists(args.data):
         p.error(f"--data {args.data}: no such file or folder; give a folder main.py's --train_data_dir accepts")
+    args.data_flags = []  # the demo corpus: main.py's defaults
+    if args.data:
+        data = os.path.abspath(args.data)
+        args.data_flags = ["--train_data_dir", data, "--val_data_dir", data]
+    if args.tokenizer:  # a local folder made absolute (runs start elsewhere); a Hub name as it is
+        tokenizer = os.path.abspath(args.tokenizer) if os.path.exists(args.tokenizer) else args.tokenizer
+        args.data_flags += ["--tokenizer", tokenizer]
     args.size = size
     return args
 
