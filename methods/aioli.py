@@ -67,6 +67,10 @@ class AioliOptions(SkillitGraphOptions, RoundOptions):
         "did) or the prior / Skill-it mixture", choices=BASES)
     aioli_probe_warmup: bool = option(False, "allow LearnParams inside the learning-rate warmup (the paper's "
                                       "behaviour); by default the first round starts after --warmup_steps")
+    aioli_settle_steps: Optional[int] = option(
+        None, "steps on the current mixture between the end of the learning-rate warmup and the first LearnParams, "
+        "so that the first probe does not take the steep fall of the loss right after the warmup (default: "
+        "--warmup_steps / 8, rounded up; 0 = start at the warmup's end)")
     skillit_eta: Optional[float] = option(None, "eta of the Skill-it initialisation")
     skillit_update_steps: Optional[int] = option(None, "round length of the Skill-it initialisation")
 
@@ -106,10 +110,15 @@ def probe_order(seed: int, round_index: int, k: int, lp_rounds: int, antithetic:
     forwards or backwards in the Thue-Morse pattern (repeat m backwards when m has an odd number of
     1 bits: +, -, -, +, -, +, +, - ...), so that a linear trend of the drops over the LearnParams
     (the loss curve flattening, the learning rate moving) falls on every group equally in each pair
-    of repeats, and for k = 2 a quadratic one too in each four."""
+    of repeats, and for k = 2 a quadratic one too in each four. The antithetic permutation is rotated so
+    that group (seed + round) mod k leads: whatever the first probe of a LearnParams picks up beyond the
+    trend falls on every group equally often over consecutive seeds and rounds (six seeds of a random
+    permutation once all led with the same group for k = 2)."""
     rng = np.random.default_rng(np.random.SeedSequence([ORDER_TAG, int(seed) % 2**64, int(round_index)]))
     if antithetic:
         perm = [int(j) for j in rng.permutation(k)]
+        lead = perm.index((int(seed) + int(round_index)) % k)
+        perm = perm[lead:] + perm[:lead]
         return [j for rep in range(lp_rounds) for j in (perm[::-1] if bin(rep).count("1") % 2 else perm)]
     return [int(j) for _ in range(lp_rounds) for j in rng.permutation(k)]
 
@@ -264,9 +273,17 @@ class AioliMethod(MixingMethod):
         self.prior = None if prior is None else normalize_weights(prior, k, "--aioli_prior")
         # Probes inside the learning-rate warmup measure the learning rate at their position in the
         # probe order, not the data: by default the first LearnParams waits for the warmup's end.
+        # Right after the warmup the loss still falls several times faster than a few steps later: the
+        # first probe's drops were 1.7-2.5x the LearnParams' mean and always credited to the group
+        # probed first, which a linear trend cannot absorb. A few settling steps on the current mixture
+        # skip that transient (docs/aioli.md).
         warmup = 0 if self.run.lr_scheduler in _NO_WARMUP_SCHEDULERS else int(self.run.warmup_steps or 0)
         self.warmup = 0 if o.aioli_probe_warmup else max(0, warmup)
-        self.start = max(self.prior_steps, self.warmup)  # step of the first round
+        settle = o.aioli_settle_steps
+        if settle is not None and int(settle) < 0:
+            raise UsageError(f"--aioli_settle_steps must be >= 0, got {settle}")
+        self.settle = 0 if self.warmup == 0 else (math.ceil(self.warmup / 8) if settle is None else int(settle))
+        self.start = max(self.prior_steps, self.warmup + self.settle)  # step of the first round
         if self.prior is not None and np.any(self.prior == 0) and self.base_rule == "prior":
             warnings.warn("--aioli_prior has zero entries and --aioli_base prior: Aioli's multiplicative updates "
                           "keep them at zero")
@@ -289,10 +306,11 @@ class AioliMethod(MixingMethod):
                              f"{self.lp_steps} x {k} groups = {self.delta} steps >= --update_steps {self.update_steps}; "
                              "lower --lp_rounds/--lp_steps or raise --update_steps")
         if self.delta >= min(self.update_steps, rest):
-            raise UsageError(f"--aioli: LearnParams needs {self.delta} steps (--lp_rounds x --lp_steps x k) plus one on "
-                             f"the learned mixture after step {self.start} (the end of --prior_steps {self.prior_steps} "
-                             f"and --warmup_steps {warmup}), but the run has {T} steps; lengthen --max_steps, shorten "
-                             "--prior_steps, --warmup_steps or the probes (or pass --aioli_probe_warmup)")
+            raise UsageError(f"--aioli: LearnParams needs {self.delta} steps (--lp_rounds x --lp_steps x k) plus "
+                             f"one on the learned mixture after step {self.start} (the end of --prior_steps "
+                             f"{self.prior_steps}, or of --warmup_steps {warmup} plus --aioli_settle_steps "
+                             f"{self.settle}), but the run has {T} steps; lengthen --max_steps, shorten --prior_steps, "
+                             "--warmup_steps or the probes (or pass --aioli_probe_warmup)")
         if self.batch_size is not None:
             self._check_probe_counts(k)
 
@@ -478,6 +496,7 @@ class AioliMethod(MixingMethod):
                     "selection_seed": self.seed, "probe_steps_per_round": self.delta, "total_steps": self.total_steps,
                     "objective": self.objective, "noise_z": self.noise_z, "base": self.base_rule,
                     "probe_order": "antithetic" if self.antithetic else "random", "first_round_step": self.start,
+                    "settle_steps": self.settle,
                     "batch_size": self.batch_size,
                     "probe_order_rng": "np.random.default_rng(SeedSequence([0x41696F6C, seed, round]))"}
         out = {"groups": self.groups, "settings": settings,

@@ -360,9 +360,17 @@ def test_probe_extras_are_not_biased_to_low_indices():
 def test_no_probes_inside_the_warmup_by_default():
     args = ["--eta", "1", "--update_steps", "50", "--lp_steps", "2", "--one_hot_factor", "0.6"]
     m = AioliMethod.from_args(["a", "b", "c"], build_parser().parse_args(["--aioli", *args, "--warmup_steps", "30"]), 200)
-    assert not any(m.wants_eval(s) for s in range(30)) and m.wants_eval(30)
-    assert all(not m.mixture(s).exact and np.allclose(m.mixture(s).weights, 1 / 3) for s in range(30))
-    assert m.mixture(30).exact and m.artifacts()["aioli.json"]["settings"]["first_round_step"] == 30
+    # the warmup's 30 steps, then ceil(30 / 8) = 4 settling steps on the current mixture
+    assert not any(m.wants_eval(s) for s in range(34)) and m.wants_eval(34)
+    assert all(not m.mixture(s).exact and np.allclose(m.mixture(s).weights, 1 / 3) for s in range(34))
+    settings = m.artifacts()["aioli.json"]["settings"]
+    assert m.mixture(34).exact and settings["first_round_step"] == 34 and settings["settle_steps"] == 4
+    at_end = AioliMethod.from_args(["a", "b", "c"], build_parser().parse_args(
+        ["--aioli", *args, "--warmup_steps", "30", "--aioli_settle_steps", "0"]), 200)
+    assert at_end.wants_eval(30) and not at_end.wants_eval(29)
+    with pytest.raises(UsageError, match="--aioli_settle_steps"):
+        AioliMethod.from_args(["a", "b"], build_parser().parse_args(
+            ["--aioli", *args, "--warmup_steps", "30", "--aioli_settle_steps", "-1"]), 200)
     paper = AioliMethod.from_args(["a", "b", "c"], build_parser().parse_args(
         ["--aioli", *args, "--warmup_steps", "30", "--aioli_probe_warmup"]), 200)
     assert paper.wants_eval(0) and paper.mixture(0).exact
@@ -485,3 +493,14 @@ def test_thue_morse_order_cancels_a_quadratic_drift_for_two_groups():
         assert sum(pos[np.array(order) == 0] ** power) == sum(pos[np.array(order) == 1] ** power)
     k3 = probe_order(5, 1, 3, 4, antithetic=True)
     assert k3[3:6] == k3[:3][::-1] and k3[6:9] == k3[3:6] and k3[9:] == k3[:3]  # + - - +
+
+
+def test_antithetic_order_lets_every_group_lead_equally_often():
+    # the first probe of a LearnParams is the one most exposed to what the trend misses: the group that
+    # leads it cycles with the seed and the round instead of following one random draw per seed
+    for k in (2, 3, 5):
+        for r in range(3):
+            leads = [probe_order(seed, r, k, 4, antithetic=True)[0] for seed in range(2 * k)]
+            assert leads == [(seed + r) % k for seed in range(2 * k)]
+    orders = {tuple(probe_order(seed, 0, 5, 1, antithetic=True)) for seed in range(0, 50, 5)}  # same lead, 0
+    assert len(orders) > 1  # the rest of the permutation is still drawn

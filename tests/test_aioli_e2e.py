@@ -26,8 +26,9 @@ def test_paper_aioli_command_runs_and_records_rounds(aioli_run):
     results = json.load(open(os.path.join(aioli_run, "results.json")))
     assert results["method"] == "aioli" and results["status"] == "complete" and results["step"] == 20
     art = json.load(open(os.path.join(aioli_run, "aioli.json")))
-    # rounds start after the 3 warmup steps (at 3 and 13); p is updated after the 2 probes x 2 steps
-    assert [r["step"] for r in art["rounds"]] == [7, 17] and art["settings"]["first_round_step"] == 3
+    # rounds start after the 3 warmup steps and ceil(3 / 8) = 1 settling step (at 4 and 14); p is
+    # updated after the 2 probes x 2 steps
+    assert [r["step"] for r in art["rounds"]] == [8, 18] and art["settings"]["first_round_step"] == 4
     for r in art["rounds"]:
         A = np.array(r["A"])
         assert A.shape == (2, 2) and np.all(np.isfinite(A)) and np.all(A >= 0)
@@ -36,7 +37,7 @@ def test_paper_aioli_command_runs_and_records_rounds(aioli_run):
         assert w.sum() == pytest.approx(1.0) and np.all(w > 0.4) and np.all(w < 0.6)  # eta 0.2, normalized A
     # the trajectory: uniform through the warmup, the probes' smoothed one-hot mixtures, then p
     steps = [t["step"] for t in results["weights_trajectory"]]
-    assert steps[:4] == [0, 3, 5, 7]
+    assert steps[:4] == [0, 4, 6, 8]
     assert results["weights_trajectory"][0]["weights"] == {"arxiv": 0.5, "stackexchange": 0.5}
     first = results["weights_trajectory"][1]["weights"]
     assert max(first.values()) == pytest.approx(0.625)  # 5 of the probe's 8 rows
@@ -50,7 +51,7 @@ def test_resume_from_the_middle_of_a_probe_is_identical(aioli_run, tiny_shards, 
     os.remove(crashed / "aioli" / "aioli.json")
     ckpts = crashed / "aioli" / "checkpoints"
     for name in os.listdir(ckpts):
-        if int(name.split("_")[1]) > 14:  # step 14: inside the first probe of the second round
+        if int(name.split("_")[1]) > 15:  # step 15: inside the first probe of the second round
             shutil.rmtree(ckpts / name)
     proc = run_main(paper_flags(tiny_shards, str(crashed), *AIOLI, "--checkpoint_every", "1",
                                 "--keep_checkpoints", "100", "--resume"))
