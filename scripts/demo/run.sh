@@ -5,7 +5,8 @@
 #   SLICES="arxiv book github stackexchange wikipedia" bash scripts/demo/run.sh
 #   SEEDS="0" bash scripts/demo/run.sh --max_steps 100    # extra flags go to every main.py call
 # The default pair is one where the mixture matters on this corpus: the quality benchmark's sweep puts
-# its best static mixture off uniform (stackexchange-heavy), and Aioli moves there.
+# its best static mixture off uniform (stackexchange-heavy); Aioli's probes do not detect that here
+# (README, "Does it pick better mixtures?").
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$HERE/../.."
