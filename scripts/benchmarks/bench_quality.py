@@ -144,8 +144,8 @@ def aioli_flags(k, steps):
     (trainer.config.demo_probe_settings: share 0.5 for k = 3, 2/k above; 1-step probes, 4 repeats up to
     k = 3, 2 above) at eta 1. Pairs: the demo's share 0.625 and 4 repeats, but 2-step probes at eta 2
     (chosen when the first round's direction still came from the probe order, see the first section of
-    docs/bench_quality_results.md; the same change made triples worse). Rounds of steps/4, lengthened on short runs so that the probes
-    (lp_rounds x lp_steps x k steps) fit in a round."""
+    docs/bench_quality_results.md; the same change made triples worse). Rounds of steps/4, lengthened
+    on short runs so that the probes (lp_rounds x lp_steps x k steps) fit in a round."""
     ohf, lp_rounds, lp_steps = demo_probe_settings(k)
     eta = 1
     if k == 2:
