@@ -278,12 +278,12 @@ class AioliMethod(MixingMethod):
         # probed first, which a linear trend cannot absorb. A few settling steps on the current mixture
         # skip that transient (docs/aioli.md).
         warmup = 0 if self.run.lr_scheduler in _NO_WARMUP_SCHEDULERS else int(self.run.warmup_steps or 0)
-        self.warmup = 0 if o.aioli_probe_warmup else max(0, warmup)
+        waited = 0 if o.aioli_probe_warmup else max(0, warmup)  # warmup steps the first round waits for
         settle = o.aioli_settle_steps
-        if settle is not None and int(settle) < 0:
+        if settle is not None and settle < 0:
             raise UsageError(f"--aioli_settle_steps must be >= 0, got {settle}")
-        self.settle = 0 if self.warmup == 0 else (math.ceil(self.warmup / 8) if settle is None else int(settle))
-        self.start = max(self.prior_steps, self.warmup + self.settle)  # step of the first round
+        self.settle = 0 if waited == 0 else (math.ceil(waited / 8) if settle is None else settle)
+        self.start = max(self.prior_steps, waited + self.settle)  # step of the first round
         if self.prior is not None and np.any(self.prior == 0) and self.base_rule == "prior":
             warnings.warn("--aioli_prior has zero entries and --aioli_base prior: Aioli's multiplicative updates "
                           "keep them at zero")
