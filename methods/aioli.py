@@ -177,25 +177,35 @@ def fit_drops(drops: np.ndarray, mixtures: np.ndarray, trend: int):
     return beta[:k].T, M, sigma2
 
 
-def noise_shrinkage(score: np.ndarray, obj: np.ndarray, M: np.ndarray, sigma2, z: float) -> np.ndarray:
-    """Per-group factor in [0, 1] for the centred score s - mean(s), s = obj @ A, A from fit_drops.
+def score_t(score: np.ndarray, obj: np.ndarray, M: np.ndarray, sigma2) -> np.ndarray:
+    """t statistic of each group's centred score s - mean(s), s = obj @ A, A from fit_drops (nan where the
+    fit has no residual degrees of freedom).
 
-    Only differences between groups move p, so the test is on the centred score: its variance is
-    (sum_i obj_i^2 sigma2_i) * (C M C)_ll with C the centring matrix (rows of A estimated
-    independently from one design), t = centred score / its standard error, and the factor is
-    max(0, 1 - (z / t)^2) (positive-part James-Stein): 0 when |t| <= z (a signal within its own noise
-    does not move p), close to 1 when it stands well clear. z = 0, or no residual degrees of freedom,
-    gives all ones (the paper's update).
+    Only differences between groups move p on the simplex, so the test is on the centred score: its
+    variance is (sum_i obj_i^2 sigma2_i) * (C M C)_ll with C the centring matrix (rows of A are estimated
+    independently from one design). Recorded per round (`score_t` in aioli.json): averaged over rounds
+    and seeds it says whether the probes see the mixture effect at all.
     """
     k = len(score)
-    if z <= 0 or sigma2 is None:
-        return np.ones(k)
+    if sigma2 is None:
+        return np.full(k, np.nan)
     C = np.eye(k) - 1.0 / k
     var = float(np.sum(np.asarray(obj) ** 2 * sigma2)) * np.diag(C @ M @ C)
     centred = score - score.mean()
     with np.errstate(divide="ignore", invalid="ignore"):
-        t2 = np.where(var > 0, centred ** 2 / var, np.inf)
-        return np.clip(1.0 - z * z / t2, 0.0, 1.0)
+        return np.where(var > 0, centred / np.sqrt(var), np.where(centred == 0, 0.0, np.copysign(np.inf, centred)))
+
+
+def noise_shrinkage(t: np.ndarray, z: float) -> np.ndarray:
+    """Per-group factor in [0, 1] for the centred score, from its t statistic (score_t): max(0, 1 - (z /
+    t)^2) (positive-part James-Stein): 0 when |t| <= z (a signal within its own noise does not move p),
+    close to 1 when it stands well clear. z = 0, or no residual degrees of freedom (t nan), gives all
+    ones (the paper's update)."""
+    t = np.asarray(t, dtype=np.float64)
+    if z <= 0 or np.isnan(t).any():
+        return np.ones(len(t))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.clip(1.0 - z * z / t ** 2, 0.0, 1.0)
 
 
 def exp_update(base: np.ndarray, scores: np.ndarray, eta: float) -> np.ndarray:
@@ -447,7 +457,8 @@ class AioliMethod(MixingMethod):
         # every score alike, so the test is done on the fitted A).
         obj = objective_weights(self.L_prev, self.objective)
         score = obj @ A
-        shrink = noise_shrinkage(obj @ A_fit, obj, M, sigma2, self.noise_z)
+        t = score_t(obj @ A_fit, obj, M, sigma2)
+        shrink = noise_shrinkage(t, self.noise_z)
         g = shrink * (score - score.mean())
         if self.base is None:
             self.base = np.full(self.k, 1.0 / self.k) if self.base_rule == "uniform" else self.weights.copy()
@@ -461,7 +472,10 @@ class AioliMethod(MixingMethod):
         self.done_round = r
         self.rounds.append({"round": r, "step": int(step), "L0": self.L0.tolist(), "L_end": self.L_prev.tolist(),
                             "D": D.tolist(), "W": W.tolist(), "A_raw": A_raw.tolist(), "A": self.abar.tolist(),
-                            "objective_weights": obj.tolist(), "score": score.tolist(), "shrinkage": shrink.tolist(),
+                            "objective_weights": obj.tolist(), "score": score.tolist(),
+                            # JSON has no nan / inf (no residual dof / an exact fit): null
+                            "score_t": [float(x) if np.isfinite(x) else None for x in t],
+                            "shrinkage": shrink.tolist(),
                             "step_scores": (g if self.ema is None else self.gbar).tolist(),
                             "weights": self.weights.tolist(), "probe_order": self._order(r),
                             "probe_drops": self.D.tolist()})

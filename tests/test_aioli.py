@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from errors import UsageError
-from methods.aioli import (AioliMethod, estimate_A, exp_update, fit_drops, noise_shrinkage, normalize_A,
+from methods.aioli import (AioliMethod, estimate_A, exp_update, fit_drops, noise_shrinkage, normalize_A, score_t,
                            objective_weights, probe_mixture, probe_order)
 from trainer.args import build_parser
 from batches import windows_and_groups
@@ -397,10 +397,14 @@ def test_fit_drops_and_noise_shrinkage_by_hand():
     # the gate: var of the centred score = sum(obj^2 sigma2) (C M C)_ll
     M = np.eye(2)  # (C M C)_ll = 1/2
     score = np.array([0.3, 0.1])  # centred +-0.1; var = 0.01 * 1/2, so t^2 = 2
-    np.testing.assert_allclose(noise_shrinkage(score, np.ones(2), M, np.array([0.005, 0.005]), 1.0), [0.5, 0.5])
-    np.testing.assert_allclose(noise_shrinkage(score, np.ones(2), M, np.array([0.005, 0.005]), 1.5), [0.0, 0.0])
-    np.testing.assert_allclose(noise_shrinkage(score, np.ones(2), M, np.array([0.005, 0.005]), 0.0), [1.0, 1.0])
-    np.testing.assert_allclose(noise_shrinkage(score, np.ones(2), M, None, 1.0), [1.0, 1.0])
+    t = score_t(score, np.ones(2), M, np.array([0.005, 0.005]))
+    np.testing.assert_allclose(t, [np.sqrt(2), -np.sqrt(2)])
+    np.testing.assert_allclose(score_t(score, np.array([0.5, 1.5]), M, np.array([0.005, 0.005])), t / np.sqrt(1.25))
+    np.testing.assert_allclose(noise_shrinkage(t, 1.0), [0.5, 0.5])
+    np.testing.assert_allclose(noise_shrinkage(t, 1.5), [0.0, 0.0])
+    np.testing.assert_allclose(noise_shrinkage(t, 0.0), [1.0, 1.0])
+    assert np.isnan(score_t(score, np.ones(2), M, None)).all()
+    np.testing.assert_allclose(noise_shrinkage(score_t(score, np.ones(2), M, None), 1.0), [1.0, 1.0])
     np.testing.assert_allclose(objective_weights(np.array([1.0, 1.0 + np.log(3.0)]), "perplexity"), [0.5, 1.5])
     np.testing.assert_allclose(objective_weights(np.array([1.0, 9.0]), "loss"), [1.0, 1.0])
 
@@ -432,6 +436,9 @@ def test_noise_gate_still_follows_a_real_signal():
     for rec in m.rounds:  # A is recovered through the noise
         assert np.abs(np.array(rec["A_raw"]) - 2 * A_true).max() < 0.35 * np.abs(2 * A_true).max()
     assert all(np.mean(r["shrinkage"]) > 0.5 for r in m.rounds)
+    for r in m.rounds:  # the recorded t is what the gate read: shrinkage = max(0, 1 - (z / t)^2)
+        np.testing.assert_allclose(r["shrinkage"], np.clip(1 - 4 / np.square(r["score_t"]), 0, 1))
+    assert all(r["score_t"][2] > 2 for r in m.rounds)  # the best group's centred score clears the gate
     p2 = [r["weights"][2] for r in m.rounds]
     assert all(b > a for a, b in zip(p2, p2[1:])) and p2[-1] > 0.6  # toward the best vertex
 
