@@ -17,7 +17,7 @@ import numpy as np
 
 from errors import OneLineArgumentParser, UsageError, exit_on_usage_error
 
-from .common import jsonable, write_json
+from .common import jsonable, read_json, write_json
 from .runs import find_runs
 
 # row order; ODM's and ADO's online runs (label odm / ado) are results, as are their final static runs (odm_final)
@@ -120,6 +120,51 @@ def build_table(runs) -> dict:
             "std": "sample standard deviation over seeds (ddof=1)"}
 
 
+def probe_signal(runs) -> list:
+    """What Aioli's probes saw, per setting: each group's mean `score_t` (the t statistic of its centred score,
+    recorded per round in aioli.json) over every round of every Aioli run, with its standard error. Near 0
+    the probes do not see a mixture effect whatever a sweep finds; the noise gate moves p only beyond
+    --aioli_noise_z. Runs without aioli.json or without score_t (older runs) are left out."""
+    by_setting = {}
+    for run in runs:
+        if run.method != "aioli" or run.parent:
+            continue
+        path = os.path.join(run.path, "aioli.json")
+        if not os.path.exists(path):
+            continue
+        rounds = read_json(path, "Aioli record").get("rounds") or []
+        values = [r["score_t"] for r in rounds if r.get("score_t") and None not in r["score_t"]]
+        if values:
+            entry = by_setting.setdefault(_setting(run), {"groups": run.groups, "runs": 0, "t": []})
+            entry["runs"] += 1
+            entry["t"] += [dict(zip(run.groups, v)) for v in values]
+    out = []
+    for key in sorted(by_setting, key=lambda s: (len(s), s)):
+        entry = by_setting[key]
+        t = np.array([[row[g] for g in entry["groups"]] for row in entry["t"]])
+        se = t.std(axis=0, ddof=1) / np.sqrt(len(t)) if len(t) > 1 else np.full(t.shape[1], np.nan)
+        out.append({"setting": "/".join(entry["groups"]), "runs": entry["runs"], "rounds": len(t),
+                    "mean_t": dict(zip(entry["groups"], t.mean(axis=0).tolist())),
+                    "se": dict(zip(entry["groups"], se.tolist()))})
+    return out
+
+
+def render_probe_signal(rows) -> str:
+    if not rows:
+        return ""
+    lines = ["", "## What Aioli's probes saw", "",
+             "Mean t statistic of each group's centred score over every round of every Aioli run (`score_t` in "
+             "aioli.json), ± standard error. A group the probes find worth more than the others has t > 0; within "
+             "two standard errors of 0 the probes saw no mixture effect (whatever a sweep finds), and the noise gate "
+             "moves the mixture only where a round's |t| exceeds --aioli_noise_z.", "",
+             "| setting | runs | rounds | mean t per group |", "|---|---|---|---|"]
+    for row in rows:
+        cells = ", ".join(f"{g} {row['mean_t'][g]:+.2f}" + ("" if np.isnan(row["se"][g]) else f" ± {row['se'][g]:.2f}")
+                          for g in row["mean_t"])
+        lines.append(f"| {row['setting']} | {row['runs']} | {row['rounds']} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
 def _cell(st, label):
     if st is None:
         return "–"
@@ -197,7 +242,9 @@ def main(argv=None, prog="python -m analysis.report"):
     args = build_parser(prog).parse_args(argv)
     runs = find_runs(args.run_dirs, "run directory")
     table = build_table(runs)
-    text = render_markdown(table)
+    signal = probe_signal(runs)
+    table["aioli_probe_signal"] = signal
+    text = render_markdown(table) + render_probe_signal(signal)
     written = write_plots(runs, args.plots) if args.plots else []
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:

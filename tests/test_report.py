@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fabricate import write_run
@@ -111,6 +112,32 @@ def test_report_cli_grid_search_and_plots(tmp_path, capsys):
     assert sorted(line.split("](")[1].rstrip(")") for line in page.splitlines() if line.startswith("![")) == \
         [f"plots/{name}" for name in names]
     assert "wrote" in capsys.readouterr().out
+
+
+def test_report_shows_what_aiolis_probes_saw(tmp_path):
+    """score_t of every round of every Aioli run, per setting: mean and standard error by hand; runs without
+    score_t (older records), other methods and a round without a noise estimate (nulls) are left out."""
+    from mixing_law_fitting import main
+
+    rounds = {0: [[-1.0, 1.0], [0.5, -0.5]], 1: [[-2.0, 2.0], [-0.5, 0.5]]}  # book's t: -1, 0.5, -2, -0.5
+    pair = ["book", "wikipedia"]
+    for seed, ts in rounds.items():
+        records = [{"step": 10 * i, "score_t": t} for i, t in enumerate(ts)] + [{"step": 99, "score_t": [None, None]}]
+        write_run(tmp_path, f"aioli_seed{seed}", pair, [0.5, 0.5], method="aioli", seed=seed, test_loss=[3.0, 3.2],
+                  artefacts={"aioli.json": {"groups": pair, "rounds": records}})
+        write_run(tmp_path, f"stratified_seed{seed}", pair, [0.5, 0.5], seed=seed, test_loss=[3.0, 3.1])
+    old_record = {"groups": pair, "rounds": [{"step": 10, "A": [[1, 0], [0, 1]]}]}
+    write_run(tmp_path, "aioli_old_seed2", pair, [0.5, 0.5], method="aioli", seed=2, test_loss=[3.0, 3.2],
+              artefacts={"aioli.json": old_record})
+    out, js = tmp_path / "r.md", tmp_path / "r.json"
+    assert main(["report", str(tmp_path), "--output", str(out), "--json", str(js)]) == 0
+    (row,) = json.loads(js.read_text())["aioli_probe_signal"]
+    book = [-1.0, 0.5, -2.0, -0.5]
+    se = float(np.std(book, ddof=1) / 2)
+    assert row["setting"] == "book/wikipedia" and row["runs"] == 2 and row["rounds"] == 4
+    assert row["mean_t"] == pytest.approx({"book": -0.75, "wikipedia": 0.75})
+    assert row["se"] == pytest.approx({"book": se, "wikipedia": se})
+    assert f"| book/wikipedia | 2 | 4 | book -0.75 ± {se:.2f}, wikipedia +0.75 ± {se:.2f} |" in out.read_text()
 
 
 def test_report_module_entry_point(tmp_path):
