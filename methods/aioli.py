@@ -193,7 +193,8 @@ def score_t(score: np.ndarray, obj: np.ndarray, M: np.ndarray, sigma2) -> np.nda
     var = float(np.sum(np.asarray(obj) ** 2 * sigma2)) * np.diag(C @ M @ C)
     centred = score - score.mean()
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(var > 0, centred / np.sqrt(var), np.where(centred == 0, 0.0, np.copysign(np.inf, centred)))
+        t = centred / np.sqrt(np.maximum(var, 0.0))  # an exact fit (var 0): +-inf, or 0/0 where the score is 0
+    return np.where(centred == 0, 0.0, t)
 
 
 def noise_shrinkage(t: np.ndarray, z: float) -> np.ndarray:
